@@ -1,0 +1,1 @@
+"""pageholder client: talk to a pageholder registry."""

@@ -1,0 +1,1 @@
+"""pageholder service: the registry core and its HTTP API."""
