@@ -1,0 +1,582 @@
+"""The hold registry: holders, holds, and the release state machine.
+
+Each zone has one ``RadixTree`` of holds and one ``aiorwlock.RWLock``: lookups take the
+read lock, changes the write lock (the RFC's ``zone->page_holder_lock``). No lock is ever
+held while a holder's release handler runs: a release marks the hold ``releasing`` under
+the write lock, drops the lock, calls the handler, and settles under the write lock again.
+
+A hold lives in the tree as one entry: value = the ``Holder``, stamp = ``since`` in
+microseconds (unique per change, so it is also the hold's generation), and two marks:
+
+    RELEASING   the hold is being released (state ``releasing``)
+    NO_HANDLER  its holder has no release handler (the block is not ``removable``)
+
+State machine of one hold::
+
+    (free) --set_hold--> held --release/offline--> releasing --handler ok--> (erased)
+                          ^                            |
+                          +------ handler failed ------+
+
+A settle that finds a different generation at the head (the hold was dropped and the
+page held again while the handler ran) changes nothing.
+
+``actor`` is the name of the holder making a request, or ``ADMIN`` (None).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from typing import Final
+
+import aiorwlock
+
+from .errors import (
+    BlockNotOnline,
+    CrossesZone,
+    Forbidden,
+    HolderExists,
+    HolderHasHolds,
+    HolderNotFound,
+    InvalidRequest,
+    Misaligned,
+    NoReleaseHandler,
+    NotHead,
+    PageHeld,
+    PageNotHeld,
+    PageReleasing,
+    PfnNotFound,
+    ReleaseFailed,
+    ReleaseTimeout,
+)
+from .holds import (
+    BlockState,
+    FailureReason,
+    Hold,
+    Holder,
+    HoldState,
+    PageRef,
+    ReleaseAnswer,
+    ReleaseCaller,
+)
+from .layout import MemoryBlock, MemoryLayout, Zone
+from .radix import MAX_ORDER, Entry, RadixTree
+
+RELEASING: Final = 0
+NO_HANDLER: Final = 1
+
+ADMIN: Final = None
+Actor = str | None
+
+
+class Unset(Enum):
+    UNSET = 0
+
+
+UNSET: Final = Unset.UNSET
+
+HOLDER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+MIN_TIMEOUT_S: Final = 0.1
+MAX_TIMEOUT_S: Final = 30.0
+
+
+class ZoneHolds:
+    """One zone's holds: its radix tree and the lock that guards it."""
+
+    __slots__ = ("zone", "tree", "lock")
+
+    def __init__(self, zone: Zone) -> None:
+        self.zone = zone
+        self.tree = RadixTree()
+        self.lock = aiorwlock.RWLock()
+
+
+class SetStatus(StrEnum):
+    CREATED = "created"
+    UNCHANGED = "unchanged"
+    OVERWRITTEN = "overwritten"
+
+
+@dataclass(frozen=True, slots=True)
+class SetResult:
+    status: SetStatus
+    hold: Hold
+    previous: list[Hold]
+
+
+@dataclass(frozen=True, slots=True)
+class PageInfo:
+    pfn: int
+    zone: Zone
+    block: int
+    hold: Hold | None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockUsage:
+    block: MemoryBlock
+    state: BlockState
+    held_pages: int
+    holds: int
+    removable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    hold: Hold
+    calls: int
+
+
+def validate_holder_settings(timeout_s: float, release_url: str | None) -> None:
+    if not MIN_TIMEOUT_S <= timeout_s <= MAX_TIMEOUT_S:
+        raise InvalidRequest(
+            f"timeout_s must be between {MIN_TIMEOUT_S} and {MAX_TIMEOUT_S}", field="timeout_s"
+        )
+    if release_url is not None and not release_url:
+        raise InvalidRequest("release_url must not be empty", field="release_url")
+
+
+class Registry:
+    """Holders and their holds over one memory layout; see the module docstring."""
+
+    def __init__(
+        self,
+        layout: MemoryLayout,
+        release_caller: ReleaseCaller,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.layout = layout
+        self.zones = [ZoneHolds(zone) for zone in layout.zones]
+        self.holders: dict[str, Holder] = {}
+        self._by_token_hash: dict[str, Holder] = {}
+        self.block_states: dict[int, BlockState] = {}  # absent = online
+        self._caller = release_caller
+        self._clock = clock
+        self._last_stamp = 0
+        self._releases: dict[tuple[int, int], asyncio.Task[Released]] = {}
+
+    # -- holders ---------------------------------------------------------------------
+
+    def holder(self, name: str) -> Holder:
+        try:
+            return self.holders[name]
+        except KeyError:
+            raise HolderNotFound(f"no holder named {name!r}", holder=name) from None
+
+    def add_holder(
+        self,
+        name: str,
+        *,
+        release_url: str | None = None,
+        timeout_s: float = 10.0,
+        description: str = "",
+        token_hash: str = "",
+        webhook_secret: str = "",
+    ) -> Holder:
+        if not HOLDER_NAME.fullmatch(name):
+            raise InvalidRequest(
+                f"holder name {name!r} must match {HOLDER_NAME.pattern}", field="name"
+            )
+        validate_holder_settings(timeout_s, release_url)
+        if name in self.holders:
+            raise HolderExists(f"holder {name!r} already exists", holder=name)
+        holder = Holder(
+            name,
+            release_url=release_url,
+            timeout_s=timeout_s,
+            description=description,
+            created=self._clock(),
+            token_hash=token_hash,
+            webhook_secret=webhook_secret,
+        )
+        self.holders[name] = holder
+        if token_hash:
+            self._by_token_hash[token_hash] = holder
+        return holder
+
+    def holder_by_token_hash(self, token_hash: str) -> Holder | None:
+        return self._by_token_hash.get(token_hash)
+
+    async def update_holder(
+        self,
+        name: str,
+        *,
+        release_url: str | None | Unset = UNSET,
+        timeout_s: float | None = None,
+        description: str | None = None,
+    ) -> Holder:
+        """Change a holder's settings. Cost: O(1), or O(entries) when the handler
+        appears or disappears (every hold's NO_HANDLER mark follows it)."""
+        holder = self.holder(name)
+        new_url = holder.release_url if release_url is UNSET else release_url
+        validate_holder_settings(holder.timeout_s if timeout_s is None else timeout_s, new_url)
+        if (new_url is None) != (holder.release_url is None):
+            for zh in self.zones:
+                async with zh.lock.writer_lock:
+                    for entry in self._entries_of(zh, holder):
+                        if new_url is None:
+                            zh.tree.set_mark(entry.head, NO_HANDLER)
+                        else:
+                            zh.tree.clear_mark(entry.head, NO_HANDLER)
+        holder.release_url = new_url
+        if timeout_s is not None:
+            holder.timeout_s = timeout_s
+        if description is not None:
+            holder.description = description
+        return holder
+
+    async def remove_holder(self, name: str, *, force: bool = False) -> int:
+        """Remove a holder; with ``force`` drop its holds too. Returns holds dropped.
+        Cost: O(1) without holds, O(entries) with ``force``."""
+        holder = self.holder(name)
+        if holder.holds and not force:
+            raise HolderHasHolds(
+                f"holder {name!r} still holds {holder.holds} hold(s) ({holder.held_pages} pages)",
+                holder=name,
+                holds=holder.holds,
+            )
+        dropped = 0
+        for zh in self.zones:
+            async with zh.lock.writer_lock:
+                for entry in list(self._entries_of(zh, holder)):
+                    zh.tree.erase(entry.head)
+                    dropped += 1
+        holder.holds = holder.held_pages = 0
+        del self.holders[name]
+        self._by_token_hash.pop(holder.token_hash, None)
+        return dropped
+
+    @staticmethod
+    def _entries_of(zh: ZoneHolds, holder: Holder) -> Iterator[Entry]:
+        return (entry for entry in zh.tree.items() if entry.value is holder)
+
+    # -- placing a hold ----------------------------------------------------------------
+
+    def _zone_holds(self, pfn: int) -> ZoneHolds:
+        if pfn < 0:
+            raise InvalidRequest(f"pfn {pfn} is negative", field="pfn")
+        zone = self.layout.zone_of(pfn)
+        if zone is None:
+            raise PfnNotFound(f"pfn {pfn} is in no zone of this machine", pfn=pfn)
+        return self.zones[zone.index]
+
+    def _place(self, pfn: int, order: int) -> ZoneHolds:
+        """The zone a hold of ``order`` at ``pfn`` belongs to, or the reason it can't be."""
+        if not 0 <= order <= MAX_ORDER:
+            raise InvalidRequest(f"order {order} is outside 0..{MAX_ORDER}", field="order")
+        if pfn & ((1 << order) - 1):
+            raise Misaligned(
+                f"pfn {pfn} is not aligned to order {order} ({1 << order} pages)",
+                pfn=pfn,
+                order=order,
+            )
+        zh = self._zone_holds(pfn)
+        end = pfn + (1 << order)
+        if end > zh.zone.end_pfn:
+            raise CrossesZone(
+                f"order-{order} hold at pfn {pfn} ends at {end}, past zone {zh.zone.id} "
+                f"(ends at {zh.zone.end_pfn})",
+                pfn=pfn,
+                order=order,
+                zone=zh.zone.id,
+            )
+        return zh
+
+    def _check_online(self, start: int, end: int) -> None:
+        """Refuse a hold in a block that is not online. Called under the zone's write lock,
+        which is what makes an offline's isolation race-free."""
+        if not self.block_states:
+            return
+        per_block = self.layout.pages_per_block
+        for block in range(start // per_block, (end - 1) // per_block + 1):
+            state = self.block_states.get(block, BlockState.ONLINE)
+            if state is not BlockState.ONLINE:
+                raise BlockNotOnline(
+                    f"memory block {block} is {state.value}", block=block, state=state.value
+                )
+
+    def _stamp(self) -> int:
+        """A fresh ``since`` in microseconds, strictly increasing: a hold's generation."""
+        stamp = max(int(self._clock() * 1_000_000), self._last_stamp + 1)
+        self._last_stamp = stamp
+        return stamp
+
+    @staticmethod
+    def _authorize(actor: Actor, holder: Holder, action: str) -> None:
+        if actor is not ADMIN and actor != holder.name:
+            raise Forbidden(f"{actor!r} may not {action} for holder {holder.name!r}")
+
+    @staticmethod
+    def _account(holder: Holder, order: int, sign: int) -> None:
+        holder.holds += sign
+        holder.held_pages += sign << order
+
+    @staticmethod
+    def _snapshot(tree: RadixTree, entry: Entry) -> Hold:
+        releasing = tree.get_mark(entry.head, RELEASING)
+        holder = entry.value
+        assert isinstance(holder, Holder)
+        return Hold(
+            entry.head,
+            entry.order,
+            holder,
+            HoldState.RELEASING if releasing else HoldState.HELD,
+            entry.stamp,
+        )
+
+    async def set_hold(
+        self,
+        pfn: int,
+        holder_name: str,
+        *,
+        order: int = 0,
+        overwrite: bool = False,
+        actor: Actor = ADMIN,
+    ) -> SetResult:
+        """Hold ``[pfn, pfn + 2**order)`` for a holder (the RFC's ``page_set_hold``)."""
+        zh = self._place(pfn, order)
+        holder = self.holder(holder_name)
+        self._authorize(actor, holder, "hold pages")
+        end = pfn + (1 << order)
+        tree = zh.tree
+        async with zh.lock.writer_lock:
+            self._check_online(pfn, end)
+            overlapping = list(tree.items(pfn, end))
+            if overlapping:
+                return self._replace(zh, overlapping, pfn, order, holder, overwrite, actor)
+            stamp = self._stamp()
+            tree.insert(pfn, holder, order, stamp)
+            if not holder.has_release_handler:
+                tree.set_mark(pfn, NO_HANDLER)
+            self._account(holder, order, +1)
+            return SetResult(SetStatus.CREATED, Hold(pfn, order, holder, HoldState.HELD, stamp), [])
+
+    def _replace(
+        self,
+        zh: ZoneHolds,
+        overlapping: list[Entry],
+        pfn: int,
+        order: int,
+        holder: Holder,
+        overwrite: bool,
+        actor: Actor,
+    ) -> SetResult:
+        tree = zh.tree
+        end = pfn + (1 << order)
+        busy = next(tree.marked(RELEASING, pfn, end), None)
+        if busy is not None:
+            raise PageReleasing(
+                f"pfn {busy.head} (order {busy.order}) is being released",
+                head_pfn=busy.head,
+                order=busy.order,
+            )
+        first = overlapping[0]
+        if len(overlapping) == 1 and (first.head, first.order, first.value) == (pfn, order, holder):
+            return SetResult(SetStatus.UNCHANGED, self._snapshot(tree, first), [])
+        current = first.value
+        assert isinstance(current, Holder)
+        if not overwrite:
+            raise PageHeld(
+                f"pfn {first.head} (order {first.order}) is held by {current.name!r}",
+                holder=current.name,
+                head_pfn=first.head,
+                order=first.order,
+            )
+        if actor is not ADMIN and any(e.value is not holder for e in overlapping):
+            raise Forbidden("only the admin may overwrite another holder's hold")
+        previous = [self._snapshot(tree, e) for e in overlapping]
+        stamp = self._stamp()
+        for entry in tree.store(pfn, holder, order, stamp):
+            replaced = entry.value
+            assert isinstance(replaced, Holder)
+            self._account(replaced, entry.order, -1)
+        if not holder.has_release_handler:
+            tree.set_mark(pfn, NO_HANDLER)
+        self._account(holder, order, +1)
+        hold = Hold(pfn, order, holder, HoldState.HELD, stamp)
+        return SetResult(SetStatus.OVERWRITTEN, hold, previous)
+
+    async def unset_hold(self, pfn: int, *, actor: Actor = ADMIN) -> Hold:
+        """Drop the hold whose head is ``pfn`` (the RFC's ``page_unset_hold``)."""
+        zh = self._zone_holds(pfn)
+        tree = zh.tree
+        async with zh.lock.writer_lock:
+            entry = tree.load(pfn)
+            if entry is None:
+                raise PageNotHeld(f"pfn {pfn} is not held", pfn=pfn)
+            hold = self._snapshot(tree, entry)
+            if entry.head != pfn:
+                raise NotHead(
+                    f"pfn {pfn} is inside the order-{entry.order} hold at pfn {entry.head}; "
+                    "unset its head",
+                    head_pfn=entry.head,
+                    order=entry.order,
+                    holder=hold.holder.name,
+                )
+            self._authorize(actor, hold.holder, "unset holds")
+            if hold.state is HoldState.RELEASING:
+                raise PageReleasing(f"pfn {pfn} is being released", head_pfn=pfn, order=entry.order)
+            tree.erase(pfn)
+            self._account(hold.holder, entry.order, -1)
+            return hold
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def lookup(self, pfn: int) -> PageInfo:
+        """Who holds ``pfn`` (the RFC's ``page_owner``). Cost: O(height) under the read lock."""
+        zh = self._zone_holds(pfn)
+        async with zh.lock.reader_lock:
+            entry = zh.tree.load(pfn)
+            hold = None if entry is None else self._snapshot(zh.tree, entry)
+        return PageInfo(pfn, zh.zone, self.layout.block_id(pfn), hold)
+
+    def block_state(self, block: int) -> BlockState:
+        return self.block_states.get(block, BlockState.ONLINE)
+
+    def block_usage(self, block: MemoryBlock) -> BlockUsage:
+        """Held pages, holds and removability of a block from the trees' aggregate counts
+        and the NO_HANDLER mark. Cost: O(height) per zone the block intersects."""
+        held_pages = holds = 0
+        removable = True
+        start, end = block.start_pfn, block.end_pfn
+        for zone in block.zones:
+            tree = self.zones[zone.index].tree
+            held_pages += tree.count_pages(start, end)
+            holds += tree.count_entries(start, end)
+            removable = removable and next(tree.marked(NO_HANDLER, start, end), None) is None
+        return BlockUsage(block, self.block_state(block.id), held_pages, holds, removable)
+
+    # -- release -------------------------------------------------------------------------
+
+    async def release(self, pfn: int) -> Released:
+        """Ask the holder of ``pfn`` to release its hold (the RFC's ``page_release``).
+
+        Concurrent releases of one hold share one handler call and its result.
+        """
+        zh = self._zone_holds(pfn)
+        tree = zh.tree
+        async with zh.lock.writer_lock:
+            entry = tree.load(pfn)
+            if entry is None:
+                raise PageNotHeld(f"pfn {pfn} is not held", pfn=pfn)
+            key = (zh.zone.index, entry.head)
+            task = self._releases.get(key)
+            if task is None:
+                holder = entry.value
+                assert isinstance(holder, Holder)
+                if tree.get_mark(entry.head, RELEASING):
+                    raise PageReleasing(
+                        f"pfn {entry.head} is being released by an offline",
+                        head_pfn=entry.head,
+                        order=entry.order,
+                    )
+                if not holder.has_release_handler:
+                    raise NoReleaseHandler(
+                        f"pfn {entry.head} is held by {holder.name!r}, "
+                        "which has no page_release handler",
+                        holder=holder.name,
+                        head_pfn=entry.head,
+                        order=entry.order,
+                    )
+                tree.set_mark(entry.head, RELEASING)
+                task = asyncio.create_task(self._release_one(zh, entry))
+                self._releases[key] = task
+                task.add_done_callback(self._forget_release(key))
+        # The lock is dropped here: the handler may take seconds and lookups and holds in
+        # this zone must go on meanwhile. shield(): one caller giving up (a client
+        # disconnect) must not cancel the call the others are waiting for.
+        return await asyncio.shield(task)
+
+    def release_in_flight(self, zh: ZoneHolds, head: int) -> asyncio.Task[Released] | None:
+        """The single-page release running for the hold at ``head``, if any."""
+        return self._releases.get((zh.zone.index, head))
+
+    def _forget_release(self, key: tuple[int, int]) -> Callable[[asyncio.Task[Released]], None]:
+        def forget(task: asyncio.Task[Released]) -> None:
+            if self._releases.get(key) is task:
+                del self._releases[key]
+            if not task.cancelled():
+                task.exception()  # retrieved: nobody may be left waiting for it
+
+        return forget
+
+    async def _release_one(self, zh: ZoneHolds, entry: Entry) -> Released:
+        holder = entry.value
+        assert isinstance(holder, Holder)
+        ref = PageRef(entry.head, entry.order)
+        answer: ReleaseAnswer | None = None
+        try:
+            answer = await self.call_holder(holder, [ref], reason="release", block=None)
+        finally:
+            # Also on cancellation (shutdown): then answer is None and the hold goes back
+            # to held, as after any failure.
+            async with zh.lock.writer_lock:
+                released = answer is not None and ref.pfn in answer.released
+                failure = None if answer is None else answer.failed.get(ref.pfn)
+                self.settle(zh, entry, released, None if failure is None else failure.detail)
+        hold = Hold(ref.pfn, ref.order, holder, HoldState.RELEASING, entry.stamp)
+        if failure is None:
+            return Released(hold, answer.calls)
+        extra = {"holder": holder.name, "head_pfn": ref.pfn, "order": ref.order}
+        if failure.reason is FailureReason.RELEASE_TIMEOUT:
+            raise ReleaseTimeout(f"holder {holder.name!r}: {failure.detail}", **extra)
+        raise ReleaseFailed(f"holder {holder.name!r}: {failure.detail}", **extra)
+
+    async def call_holder(
+        self,
+        holder: Holder,
+        pages: Sequence[PageRef],
+        *,
+        reason: str,
+        block: int | None,
+        timeout_s: float | None = None,
+        timeout_reason: FailureReason = FailureReason.RELEASE_TIMEOUT,
+    ) -> ReleaseAnswer:
+        """Run the release caller for ``pages`` under a timeout (the holder's, or
+        ``timeout_s``, failing with ``timeout_reason``); never raises for the holder's
+        behaviour. Takes no lock."""
+        limit = holder.timeout_s if timeout_s is None else timeout_s
+        deadline = self._clock() + limit
+        try:
+            async with asyncio.timeout(limit):
+                answer = await self._caller(
+                    holder, pages, reason=reason, block=block, deadline=deadline
+                )
+        except TimeoutError:
+            return ReleaseAnswer.all_failed(pages, timeout_reason, f"no answer within {limit:g} s")
+        except Exception as exc:  # a broken handler is a failed release, not our crash
+            return ReleaseAnswer.all_failed(
+                pages, FailureReason.RELEASE_FAILED, f"{type(exc).__name__}: {exc}"
+            )
+        return answer.normalized(pages)
+
+    def settle(self, zh: ZoneHolds, entry: Entry, released: bool, error: str | None) -> bool:
+        """After a handler answered for ``entry``: erase it, or put it back to held.
+
+        Must be called under the zone's write lock. Only the same generation is touched:
+        a hold that was dropped and set again meanwhile is left alone. Returns whether
+        the hold was erased.
+        """
+        tree = zh.tree
+        current = tree.load(entry.head)
+        if (
+            current is None
+            or current.head != entry.head
+            or current.stamp != entry.stamp
+            or current.value is not entry.value
+        ):
+            return False
+        holder = entry.value
+        assert isinstance(holder, Holder)
+        if released:
+            tree.erase(entry.head)
+            self._account(holder, entry.order, -1)
+            return True
+        tree.clear_mark(entry.head, RELEASING)
+        holder.last_error = error
+        return False
