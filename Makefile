@@ -28,5 +28,8 @@ test: lint typecheck
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+openapi: $(STAMP)
+	$(BIN)/pageholder openapi > openapi/openapi.json
+
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,1 +1,7 @@
-"""The FastAPI layer."""
+"""The FastAPI layer: ``create_app(settings)`` builds the service."""
+
+from __future__ import annotations
+
+from .app import create_app
+
+__all__ = ["create_app"]

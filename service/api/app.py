@@ -1,0 +1,161 @@
+"""The app factory: ``create_app(settings)``; the lifespan owns every resource."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..holds import ReleaseCaller
+from ..layout import MemoryLayout
+from ..registry import Registry
+from ..settings import Settings
+from ..webhooks import WebhookCaller
+from . import problems
+from .auth import TokenBook, load_admin_token
+from .metrics import Metrics
+from .routes import blocks, health, holders, pages, zones
+from .state import ServiceState
+
+log = logging.getLogger("pageholder")
+
+DESCRIPTION = """\
+A networked page-holder registry. Subsystems register as **holders** with a release
+webhook and put **holds** on pfns; operators ask who holds a page, ask for it back, or
+take a memory block offline.
+
+Click **Authorize** and paste the admin token that `pageholder serve` printed at first
+start (or a holder's token returned by `POST /v1/holders`).
+"""
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+class BodyLimit:
+    """Refuses request bodies over ``limit`` bytes with 413, before a route reads them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+        seen = 0
+        refused = False
+
+        async def counted() -> Message:
+            # Past the limit: answer 413 ourselves, tell the app the client went away,
+            # and drop whatever the app then tries to send.
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    refused = True
+                    await self._refuse(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, guarded)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problems.problem("payload_too_large", f"request body is over {self.limit} bytes")
+        await response(scope, receive, send)
+
+
+class CountRequests:
+    """Counts requests by method, route template and status for /metrics."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def sent(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sent)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    layout: MemoryLayout | None = None,
+    release_caller: ReleaseCaller | None = None,
+) -> FastAPI:
+    """Build the app. Nothing is opened until the lifespan starts."""
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        memory_layout = layout or MemoryLayout.load(settings.layout)
+        async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as http:
+            caller = release_caller or WebhookCaller(http, observe=metrics.observe_webhook)
+            registry = Registry(memory_layout, caller)
+            data_dir = None if settings.in_memory else Path(settings.data_dir)
+            admin = load_admin_token(settings.admin_token, data_dir)
+            state = ServiceState(
+                settings=settings,
+                registry=registry,
+                admin=admin,
+                tokens=TokenBook(admin.token, registry),
+                http=http,
+                metrics=metrics,
+            )
+            metrics.watch(registry)
+            app.state.service = state
+            state.ready = True
+            try:
+                yield
+            finally:
+                state.ready = False
+
+    app = FastAPI(
+        title="pageholder",
+        version="1",
+        summary="Who holds which physical page, and how to ask for it back.",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    problems.install(app)
+    for module in (holders, pages, zones, blocks, health):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(CountRequests, metrics=metrics)
+    return app

@@ -1,0 +1,62 @@
+"""Prometheus metrics of one service: requests, holds per zone, webhook calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ..registry import Registry
+
+
+class _HoldsCollector(Collector):
+    """Reads holds per zone from the trees' aggregate counts at scrape time."""
+
+    def __init__(self, registry: Callable[[], Registry | None]) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        holds = GaugeMetricFamily("pageholder_holds", "holds per zone", labels=["zone"])
+        pages = GaugeMetricFamily("pageholder_held_pages", "held pages per zone", labels=["zone"])
+        registry = self._registry()
+        if registry is not None:
+            for zh in registry.zones:
+                holds.add_metric([zh.zone.id], len(zh.tree))
+                pages.add_metric([zh.zone.id], zh.tree.pages)
+        yield holds
+        yield pages
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "pageholder_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.webhook_calls = Counter(
+            "pageholder_webhook_calls",
+            "release webhook calls by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.webhook_latency = Histogram(
+            "pageholder_webhook_latency_seconds",
+            "release webhook call latency",
+            ["outcome"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self._pageholder: Registry | None = None
+        self.registry.register(_HoldsCollector(lambda: self._pageholder))
+
+    def watch(self, registry: Registry) -> None:
+        self._pageholder = registry
+
+    def observe_webhook(self, outcome: str, seconds: float) -> None:
+        self.webhook_calls.labels(outcome).inc()
+        self.webhook_latency.labels(outcome).observe(seconds)

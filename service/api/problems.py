@@ -1,0 +1,134 @@
+"""RFC 9457 problem documents: one table from ``code`` to HTTP status, and the handlers.
+
+Core errors (``errors.py``) carry their ``code``; HTTP-only conditions (no token, an
+unknown route, a body too large, a crash) have codes of their own here. Every
+problem body is ``{"type": "urn:pageholder:problem:<code>", "title", "status",
+"detail", "code", ...extensions}``; a 500 never carries a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import errors
+
+log = logging.getLogger("pageholder.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+STATUS: dict[str, int] = {
+    # core errors
+    "internal_error": 500,
+    "invalid_request": 422,
+    "misaligned": 422,
+    "crosses_zone": 422,
+    "not_found": 404,
+    "pfn_not_found": 404,
+    "holder_not_found": 404,
+    "page_not_held": 404,
+    "block_not_found": 404,
+    "conflict": 409,
+    "holder_exists": 409,
+    "holder_has_holds": 409,
+    "page_held": 409,
+    "page_releasing": 409,
+    "not_head": 409,
+    "block_not_online": 409,
+    "block_not_offline": 409,
+    "multizone_block": 409,
+    "no_release_handler": 409,
+    "offline_failed": 409,
+    "forbidden": 403,
+    "release_failed": 502,
+    "release_timeout": 504,
+    "storage_unavailable": 503,
+    # HTTP-only
+    "unauthorized": 401,
+    "method_not_allowed": 405,
+    "payload_too_large": 413,
+    "not_ready": 503,
+}
+
+
+class HTTPProblem(Exception):
+    """An HTTP-only problem raised by the API layer itself (auth, limits)."""
+
+    def __init__(self, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.headers = headers
+
+
+def problem(
+    code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    status = STATUS[code]
+    body: dict[str, Any] = {
+        "type": f"urn:pageholder:problem:{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+async def _core_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.PageHolderError)
+    return problem(exc.code, exc.detail, **exc.extra)
+
+
+async def _http_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPProblem)
+    return problem(exc.code, exc.detail, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = [
+        {"field": _field_name(tuple(e.get("loc", ()))), "message": str(e.get("msg", ""))}
+        for e in exc.errors()
+    ]
+    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+    return problem("invalid_request", f"invalid request: {summary}", errors=fields)
+
+
+async def _starlette_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+    code = codes.get(
+        exc.status_code, "invalid_request" if exc.status_code < 500 else "internal_error"
+    )
+    detail = (
+        f"no route {request.method} {request.url.path}"
+        if exc.status_code == 404
+        else str(exc.detail)
+    )
+    return problem(code, detail, headers=dict(exc.headers) if exc.headers else None)
+
+
+async def _crash(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error in %s %s", request.method, request.url.path)
+    return problem("internal_error", "the server failed to handle this request; see its log")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(errors.PageHolderError, _core_error)
+    app.add_exception_handler(HTTPProblem, _http_problem)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _starlette_error)
+    app.add_exception_handler(Exception, _crash)

@@ -1,0 +1,82 @@
+"""/v1/blocks: memory blocks, their state and what is held in them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from ...errors import BlockNotFound, InvalidRequest
+from ...holds import BlockState
+from ...layout import MemoryBlock
+from ...registry import BlockUsage, Registry
+from ..deps import PrincipalDep, RegistryDep
+from ..schemas import BlockList, BlockOut
+
+router = APIRouter(prefix="/v1/blocks", tags=["blocks"])
+
+BlockId = Annotated[int, Path(ge=0, le=2**40, description="memory block number")]
+
+
+def _out(usage: BlockUsage) -> BlockOut:
+    return BlockOut.of(
+        usage.block, usage.state.value, usage.held_pages, usage.holds, usage.removable
+    )
+
+
+def _decode_cursor(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    if not cursor.startswith("b") or not cursor[1:].isdigit():
+        raise InvalidRequest(f"cursor {cursor!r} is not one this server gave", field="cursor")
+    return int(cursor[1:])
+
+
+@router.get("", name="list_blocks")
+async def list_blocks(
+    registry: RegistryDep,
+    _: PrincipalDep,
+    state: Annotated[BlockState | None, Query(description="only blocks in this state")] = None,
+    zone: Annotated[
+        str | None, Query(description='only blocks of this zone, e.g. "0/Normal"')
+    ] = None,
+    held: Annotated[bool | None, Query(description="true: only blocks with holds")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> BlockList:
+    """Memory blocks in ascending order, with held pages, holds and whether they are removable."""
+    start = _decode_cursor(cursor)
+    items: list[BlockOut] = []
+    next_cursor = None
+    for usage in _usages(registry, start, zone):
+        if len(items) == limit:
+            next_cursor = f"b{usage.block.id}"
+            break
+        if state is not None and usage.state is not state:
+            continue
+        if held is not None and (usage.holds > 0) != held:
+            continue
+        items.append(_out(usage))
+    return BlockList(items=items, next_cursor=next_cursor)
+
+
+def _usages(registry: Registry, start: int, zone_id: str | None) -> Iterator[BlockUsage]:
+    """Blocks from ``start`` on (optionally of one zone), computed as they are consumed."""
+    layout = registry.layout
+    if zone_id is None:
+        blocks: Iterable[MemoryBlock | None] = layout.blocks(start)
+    else:
+        zone = layout.zone_by_id(zone_id)
+        if zone is None:
+            raise InvalidRequest(f"no zone {zone_id!r}", field="zone")
+        blocks = (layout.block(i) for i in layout.zone_blocks(zone) if i >= start)
+    return (registry.block_usage(block) for block in blocks if block is not None)
+
+
+@router.get("/{block_id}", name="get_block")
+async def get_block(block_id: BlockId, registry: RegistryDep, _: PrincipalDep) -> BlockOut:
+    block = registry.layout.block(block_id)
+    if block is None:
+        raise BlockNotFound(f"memory block {block_id} does not exist", block=block_id)
+    return _out(registry.block_usage(block))

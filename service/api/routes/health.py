@@ -1,0 +1,46 @@
+"""/healthz, /readyz and /metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.security import HTTPAuthorizationCredentials
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..deps import StateDep, bearer, get_principal, require_admin
+from ..problems import HTTPProblem
+from ..schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", name="healthz")
+async def healthz() -> Health:
+    """The process is up and answering."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", name="readyz", responses={503: {"description": "not ready"}})
+async def readyz(state: StateDep) -> Health:
+    """The registry is loaded and takes requests."""
+    if not state.ready:
+        raise HTTPProblem("not_ready", "the registry is starting or stopping")
+    return Health(status="ok")
+
+
+@router.get(
+    "/metrics",
+    name="metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+)
+async def metrics(
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Response:
+    """Prometheus metrics: requests, holds per zone, webhook calls by outcome and latency.
+    Needs the admin token unless the server runs with `PAGEHOLDER_METRICS_OPEN=true`."""
+    if not state.settings.metrics_open:
+        require_admin(get_principal(state, credentials))
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,90 @@
+"""/v1/holders: register, list, change and remove holders."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from ...errors import Forbidden
+from ...registry import UNSET, Unset
+from ...webhooks import new_webhook_secret, validate_release_url
+from ..auth import hash_token, new_token
+from ..deps import AdminDep, PrincipalDep, RegistryDep, StateDep, require_self_or_admin
+from ..schemas import HolderCreate, HolderCreated, HolderList, HolderOut, HolderPatch
+
+router = APIRouter(prefix="/v1/holders", tags=["holders"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, name="create_holder")
+async def create_holder(
+    body: HolderCreate, state: StateDep, registry: RegistryDep, _: AdminDep
+) -> HolderCreated:
+    """Register a holder. Its `token` and `webhook_secret` are shown only in this answer."""
+    url = None if body.release_url is None else _checked_url(state, body.release_url)
+    token = new_token("pht")
+    secret = new_webhook_secret()
+    holder = registry.add_holder(
+        body.name,
+        release_url=url,
+        timeout_s=body.timeout_s,
+        description=body.description,
+        token_hash=hash_token(token),
+        webhook_secret=secret,
+    )
+    return HolderCreated(**HolderOut.of(holder).model_dump(), token=token, webhook_secret=secret)
+
+
+@router.get("", name="list_holders")
+async def list_holders(registry: RegistryDep, _: PrincipalDep) -> HolderList:
+    """Every holder with how much it holds."""
+    return HolderList(
+        items=[HolderOut.of(h) for h in sorted(registry.holders.values(), key=lambda h: h.name)]
+    )
+
+
+@router.get("/{name}", name="get_holder")
+async def get_holder(name: str, registry: RegistryDep, _: PrincipalDep) -> HolderOut:
+    return HolderOut.of(registry.holder(name))
+
+
+@router.patch("/{name}", name="update_holder")
+async def update_holder(
+    name: str, body: HolderPatch, state: StateDep, registry: RegistryDep, principal: PrincipalDep
+) -> HolderOut:
+    """Change a holder's release URL, timeout or description (admin or the holder)."""
+    require_self_or_admin(principal, name)
+    registry.holder(name)
+    fields = body.model_fields_set
+    url: str | None | Unset = UNSET
+    if "release_url" in fields:
+        url = None if body.release_url is None else _checked_url(state, body.release_url)
+    holder = await registry.update_holder(
+        name, release_url=url, timeout_s=body.timeout_s, description=body.description
+    )
+    return HolderOut.of(holder)
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, name="delete_holder")
+async def delete_holder(
+    name: str,
+    registry: RegistryDep,
+    principal: PrincipalDep,
+    force: Annotated[bool, Query(description="drop the holder's holds too (admin only)")] = False,
+) -> Response:
+    """Remove a holder. One that still holds pages needs `?force=true` from the admin."""
+    require_self_or_admin(principal, name)
+    registry.holder(name)
+    if force and not principal.is_admin:
+        raise Forbidden("only the admin may drop a holder's holds with force")
+    await registry.remove_holder(name, force=force)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _checked_url(state: StateDep, url: str) -> str:
+    settings = state.settings
+    return validate_release_url(
+        url,
+        allow_loopback=settings.webhook_allow_loopback,
+        allow_private=settings.webhook_allow_private,
+    )

@@ -1,0 +1,95 @@
+"""/v1/pages: who holds a page, hold it, unset it, ask for it back."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path, Response, status
+
+from ...errors import InvalidRequest
+from ...registry import ADMIN, SetStatus
+from ..deps import AdminDep, PrincipalDep, RegistryDep
+from ..schemas import HoldOut, HoldRequest, HoldResult, PageOut, ReleaseOut, to_time
+
+router = APIRouter(prefix="/v1/pages", tags=["pages"])
+
+PfnPath = Annotated[int, Path(ge=0, le=2**52, description="page frame number", examples=[1048576])]
+
+
+@router.get("/{pfn}", name="get_page")
+async def get_page(pfn: PfnPath, registry: RegistryDep, _: PrincipalDep) -> PageOut:
+    """Who holds this page (`held: false` and nulls when it is free)."""
+    info = await registry.lookup(pfn)
+    hold = info.hold
+    return PageOut(
+        pfn=pfn,
+        node=info.zone.node,
+        zone=info.zone.id,
+        block=info.block,
+        held=hold is not None,
+        holder=None if hold is None else hold.holder.name,
+        head_pfn=None if hold is None else hold.pfn,
+        order=None if hold is None else hold.order,
+        state=None if hold is None else hold.state.value,
+        since=None if hold is None else to_time(hold.since),
+    )
+
+
+@router.put(
+    "/{pfn}/hold",
+    name="set_hold",
+    responses={201: {"model": HoldResult, "description": "a new hold"}},
+)
+async def set_hold(
+    pfn: PfnPath,
+    registry: RegistryDep,
+    principal: PrincipalDep,
+    response: Response,
+    body: Annotated[HoldRequest | None, Body()] = None,
+) -> HoldResult:
+    """Hold `2**order` pages from `pfn` (the RFC's `page_set_hold`).
+
+    201 for a new hold; 200 when it was already held the same way (`unchanged`) or when
+    `overwrite` replaced other holds (`overwritten`, with the previous holder).
+    """
+    request = body or HoldRequest()
+    holder = request.holder or principal.holder
+    if holder is None:
+        raise InvalidRequest("the admin must name the holder", field="holder")
+    actor = ADMIN if principal.is_admin else principal.holder
+    result = await registry.set_hold(
+        pfn, holder, order=request.order, overwrite=request.overwrite, actor=actor
+    )
+    if result.status is SetStatus.CREATED:
+        response.status_code = status.HTTP_201_CREATED
+    previous = result.previous
+    return HoldResult(
+        **HoldOut.of(result.hold).model_dump(),
+        result=result.status.value,
+        previous=previous[0].holder.name if previous else None,
+        replaced=[HoldOut.of(h) for h in previous],
+    )
+
+
+@router.delete("/{pfn}/hold", status_code=status.HTTP_204_NO_CONTENT, name="unset_hold")
+async def unset_hold(pfn: PfnPath, registry: RegistryDep, principal: PrincipalDep) -> Response:
+    """Drop the hold whose head is `pfn` (the RFC's `page_unset_hold`)."""
+    await registry.unset_hold(pfn, actor=ADMIN if principal.is_admin else principal.holder)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{pfn}/release", name="release_page")
+async def release_page(pfn: PfnPath, registry: RegistryDep, _: AdminDep) -> ReleaseOut:
+    """Ask the page's holder to give it back through its release webhook.
+
+    Concurrent requests for one hold share one webhook call and its result.
+    """
+    released = await registry.release(pfn)
+    hold = released.hold
+    return ReleaseOut(
+        result="released",
+        holder=hold.holder.name,
+        pfn=hold.pfn,
+        order=hold.order,
+        webhook_calls=released.calls,
+    )

@@ -1,0 +1,18 @@
+"""/v1/zones: the machine's zones with what is held in each."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ..deps import PrincipalDep, RegistryDep
+from ..schemas import ZoneList, ZoneOut
+
+router = APIRouter(prefix="/v1/zones", tags=["zones"])
+
+
+@router.get("", name="list_zones")
+async def list_zones(registry: RegistryDep, _: PrincipalDep) -> ZoneList:
+    """Zones in pfn order, with held pages and holds from the trees' aggregate counts."""
+    return ZoneList(
+        items=[ZoneOut.of(zh.zone, zh.tree.pages, len(zh.tree)) for zh in registry.zones]
+    )

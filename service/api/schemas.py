@@ -1,0 +1,220 @@
+"""Request and response bodies of API v1, with the descriptions and examples /docs shows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..holds import Hold, Holder
+from ..layout import MemoryBlock, Zone
+from ..radix import MAX_ORDER
+
+Pfn = Annotated[int, Field(ge=0, le=2**52, description="page frame number", examples=[1048576])]
+Order = Annotated[
+    int,
+    Field(ge=0, le=MAX_ORDER, description="the hold covers 2**order pages from an aligned pfn"),
+]
+HolderName = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        description="unique holder name",
+        examples=["nic0"],
+    ),
+]
+
+
+def to_time(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- holders ----------------------------------------------------------------------------
+
+
+class HolderCreate(Request):
+    name: HolderName
+    release_url: str | None = Field(
+        default=None,
+        description="webhook called to release pages; none = holds without a release handler",
+        examples=["http://127.0.0.1:9100/release"],
+        max_length=2048,
+    )
+    timeout_s: float = Field(default=10.0, ge=0.1, le=30, description="per-call webhook timeout")
+    description: str = Field(default="", max_length=1024, examples=["RDMA registrations of mlx0"])
+
+
+class HolderPatch(Request):
+    release_url: str | None = Field(default=None, max_length=2048)
+    timeout_s: float | None = Field(default=None, ge=0.1, le=30)
+    description: str | None = Field(default=None, max_length=1024)
+
+
+class HolderOut(BaseModel):
+    name: str
+    release_url: str | None
+    timeout_s: float
+    description: str
+    created: datetime
+    holds: int = Field(description="number of holds")
+    held_pages: int = Field(description="pages covered by its holds")
+    last_error: str | None = Field(description="the last release failure its handler reported")
+
+    @classmethod
+    def of(cls, holder: Holder) -> HolderOut:
+        return cls(
+            name=holder.name,
+            release_url=holder.release_url,
+            timeout_s=holder.timeout_s,
+            description=holder.description,
+            created=to_time(holder.created),
+            holds=holder.holds,
+            held_pages=holder.held_pages,
+            last_error=holder.last_error,
+        )
+
+
+class HolderCreated(HolderOut):
+    token: str = Field(description="bearer token of this holder; shown once, keep it")
+    webhook_secret: str = Field(
+        description="Standard Webhooks secret that signs release calls; shown once"
+    )
+
+
+class HolderList(BaseModel):
+    items: list[HolderOut]
+
+
+# -- pages and holds ----------------------------------------------------------------------
+
+
+class PageOut(BaseModel):
+    """Who holds one page (the RFC's ``page_owner``)."""
+
+    pfn: int
+    node: int
+    zone: str = Field(examples=["0/Normal"])
+    block: int
+    held: bool
+    holder: str | None
+    head_pfn: int | None = Field(description="first pfn of the hold covering this page")
+    order: int | None
+    state: Literal["held", "releasing"] | None
+    since: datetime | None
+
+
+class HoldRequest(Request):
+    holder: HolderName | None = Field(
+        default=None, description="whose hold; defaults to the calling holder"
+    )
+    order: Order = 0
+    overwrite: bool = Field(default=False, description="replace another hold (admin only)")
+
+
+class HoldOut(BaseModel):
+    pfn: int
+    order: int
+    holder: str
+    state: Literal["held", "releasing"]
+    since: datetime
+
+    @classmethod
+    def of(cls, hold: Hold) -> HoldOut:
+        return cls(
+            pfn=hold.pfn,
+            order=hold.order,
+            holder=hold.holder.name,
+            state=hold.state.value,
+            since=to_time(hold.since),
+        )
+
+
+class HoldResult(HoldOut):
+    result: Literal["created", "unchanged", "overwritten"]
+    previous: str | None = Field(
+        default=None, description="holder of the (first) hold that was overwritten"
+    )
+    replaced: list[HoldOut] = Field(default_factory=list, description="every overwritten hold")
+
+
+class ReleaseOut(BaseModel):
+    result: Literal["released"]
+    holder: str
+    pfn: int = Field(description="head pfn of the released hold")
+    order: int
+    webhook_calls: int
+
+
+# -- zones and blocks ---------------------------------------------------------------------
+
+
+class ZoneOut(BaseModel):
+    id: str = Field(examples=["0/Normal"])
+    node: int
+    name: str
+    start_pfn: int
+    spanned_pages: int
+    present_pages: int
+    held_pages: int
+    holds: int
+
+    @classmethod
+    def of(cls, zone: Zone, held_pages: int, holds: int) -> ZoneOut:
+        return cls(
+            id=zone.id,
+            node=zone.node,
+            name=zone.name,
+            start_pfn=zone.start_pfn,
+            spanned_pages=zone.spanned_pages,
+            present_pages=zone.present_pages,
+            held_pages=held_pages,
+            holds=holds,
+        )
+
+
+class ZoneList(BaseModel):
+    items: list[ZoneOut]
+
+
+class BlockOut(BaseModel):
+    id: int
+    start_pfn: int
+    nr_pages: int
+    node: int
+    zone: str = Field(description="the block's zone; the first one for a multizone block")
+    zones: list[str] = Field(description="every zone the block intersects")
+    state: Literal["online", "going_offline", "offline"]
+    held_pages: int
+    holds: int
+    removable: bool = Field(description="no hold in the block lacks a release handler")
+
+    @classmethod
+    def of(
+        cls, block: MemoryBlock, state: str, held_pages: int, holds: int, removable: bool
+    ) -> BlockOut:
+        return cls(
+            id=block.id,
+            start_pfn=block.start_pfn,
+            nr_pages=block.nr_pages,
+            node=block.node,
+            zone=block.zone.id,
+            zones=[z.id for z in block.zones],
+            state=state,  # type: ignore[arg-type]
+            held_pages=held_pages,
+            holds=holds,
+            removable=removable,
+        )
+
+
+class BlockList(BaseModel):
+    items: list[BlockOut]
+    next_cursor: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]

@@ -1,0 +1,89 @@
+"""The ``pageholder`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+from rich.console import Console
+
+from .api import create_app
+from .api.auth import load_admin_token
+from .layout import LayoutError, MemoryLayout
+from .settings import Settings
+
+cli = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="pageholder: a networked page-holder registry.",
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    layout: Annotated[
+        str | None, typer.Option(help="memory layout: default, host, or a TOML file")
+    ] = None,
+    data_dir: Annotated[
+        str | None, typer.Option(help="where state is kept; :memory: keeps nothing")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Run the registry (one process owns the state)."""
+    given: dict[str, Any] = {"host": host, "port": port, "layout": layout, "data_dir": data_dir}
+    try:
+        settings = Settings(**{k: v for k, v in given.items() if v is not None})
+        memory_layout = MemoryLayout.load(settings.layout)
+        admin = load_admin_token(
+            settings.admin_token, None if settings.in_memory else Path(settings.data_dir)
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise fail(f"setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    except LayoutError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"data dir {settings.data_dir}: {exc.strerror or exc}") from None
+    settings = settings.model_copy(update={"admin_token": admin.token})
+    url = f"http://{settings.host}:{settings.port}"
+    out.print(f"pageholder serving on [bold]{url}[/bold]  (API docs: {url}/docs)")
+    out.print(memory_layout.describe())
+    # Until the durable store lands, say plainly that a restart forgets everything.
+    out.print(
+        "[yellow]state is kept in memory only: holders and holds are lost when the "
+        "server stops[/yellow]"
+    )
+    if admin.generated:
+        where = f", saved in {admin.path}" if admin.path else " (not saved: :memory:)"
+        out.print(f"admin token{where}:\n  [bold]{admin.token}[/bold]")
+    app = create_app(settings, layout=memory_layout)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, workers=1)
+
+
+@cli.command()
+def openapi() -> None:
+    """Print the OpenAPI document of the HTTP API (what openapi/openapi.json holds)."""
+    spec = create_app(Settings(data_dir=":memory:")).openapi()
+    sys.stdout.write(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+
+
+def main() -> None:
+    try:
+        cli()
+    except KeyboardInterrupt:
+        sys.exit(130)
