@@ -64,7 +64,7 @@ from .holds import (
     ReleaseCaller,
 )
 from .layout import MemoryBlock, MemoryLayout, Zone
-from .radix import MAX_ORDER, Entry, RadixTree
+from .radix import MAX_ORDER, Entry, Occupied, RadixTree
 
 RELEASING: Final = 0
 NO_HANDLER: Final = 1
@@ -257,7 +257,7 @@ class Registry:
 
     # -- placing a hold ----------------------------------------------------------------
 
-    def _zone_holds(self, pfn: int) -> ZoneHolds:
+    def zone_holds(self, pfn: int) -> ZoneHolds:
         if pfn < 0:
             raise InvalidRequest(f"pfn {pfn} is negative", field="pfn")
         zone = self.layout.zone_of(pfn)
@@ -265,7 +265,7 @@ class Registry:
             raise PfnNotFound(f"pfn {pfn} is in no zone of this machine", pfn=pfn)
         return self.zones[zone.index]
 
-    def _place(self, pfn: int, order: int) -> ZoneHolds:
+    def place(self, pfn: int, order: int) -> ZoneHolds:
         """The zone a hold of ``order`` at ``pfn`` belongs to, or the reason it can't be."""
         if not 0 <= order <= MAX_ORDER:
             raise InvalidRequest(f"order {order} is outside 0..{MAX_ORDER}", field="order")
@@ -275,7 +275,7 @@ class Registry:
                 pfn=pfn,
                 order=order,
             )
-        zh = self._zone_holds(pfn)
+        zh = self.zone_holds(pfn)
         end = pfn + (1 << order)
         if end > zh.zone.end_pfn:
             raise CrossesZone(
@@ -300,14 +300,14 @@ class Registry:
                     f"memory block {block} is {state.value}", block=block, state=state.value
                 )
 
-    def _stamp(self) -> int:
+    def new_stamp(self) -> int:
         """A fresh ``since`` in microseconds, strictly increasing: a hold's generation."""
         stamp = max(int(self._clock() * 1_000_000), self._last_stamp + 1)
         self._last_stamp = stamp
         return stamp
 
     @staticmethod
-    def _authorize(actor: Actor, holder: Holder, action: str) -> None:
+    def authorize(actor: Actor, holder: Holder, action: str) -> None:
         if actor is not ADMIN and actor != holder.name:
             raise Forbidden(f"{actor!r} may not {action} for holder {holder.name!r}")
 
@@ -339,22 +339,53 @@ class Registry:
         actor: Actor = ADMIN,
     ) -> SetResult:
         """Hold ``[pfn, pfn + 2**order)`` for a holder (the RFC's ``page_set_hold``)."""
-        zh = self._place(pfn, order)
+        zh = self.place(pfn, order)
         holder = self.holder(holder_name)
-        self._authorize(actor, holder, "hold pages")
-        end = pfn + (1 << order)
-        tree = zh.tree
+        self.authorize(actor, holder, "hold pages")
         async with zh.lock.writer_lock:
-            self._check_online(pfn, end)
-            overlapping = list(tree.items(pfn, end))
-            if overlapping:
-                return self._replace(zh, overlapping, pfn, order, holder, overwrite, actor)
-            stamp = self._stamp()
+            return self.apply_set(zh, pfn, order, holder, overwrite, actor, self.new_stamp())
+
+    def apply_set(
+        self,
+        zh: ZoneHolds,
+        pfn: int,
+        order: int,
+        holder: Holder,
+        overwrite: bool,
+        actor: Actor,
+        stamp: int,
+    ) -> SetResult:
+        """The body of ``set_hold`` for a placed, authorized hold; under the write lock.
+        Cost: O(height), or O(height + replaced entries) on overlap."""
+        end = pfn + (1 << order)
+        self._check_online(pfn, end)
+        tree = zh.tree
+        try:
             tree.insert(pfn, holder, order, stamp)
-            if not holder.has_release_handler:
-                tree.set_mark(pfn, NO_HANDLER)
-            self._account(holder, order, +1)
-            return SetResult(SetStatus.CREATED, Hold(pfn, order, holder, HoldState.HELD, stamp), [])
+        except Occupied:
+            overlapping = list(tree.items(pfn, end))
+            return self._replace(zh, overlapping, pfn, order, holder, overwrite, actor, stamp)
+        if not holder.has_release_handler:
+            tree.set_mark(pfn, NO_HANDLER)
+        holder.holds += 1
+        holder.held_pages += 1 << order
+        return SetResult(SetStatus.CREATED, Hold(pfn, order, holder, HoldState.HELD, stamp), [])
+
+    def undo_set(self, zh: ZoneHolds, result: SetResult) -> None:
+        """Take back what ``apply_set`` did (an atomic batch that failed further on)."""
+        if result.status is SetStatus.UNCHANGED:
+            return
+        hold = result.hold
+        zh.tree.erase(hold.pfn)
+        self._account(hold.holder, hold.order, -1)
+        for previous in result.previous:
+            self._restore(zh, previous)
+
+    def _restore(self, zh: ZoneHolds, hold: Hold) -> None:
+        zh.tree.insert(hold.pfn, hold.holder, hold.order, hold.since_us)
+        if not hold.holder.has_release_handler:
+            zh.tree.set_mark(hold.pfn, NO_HANDLER)
+        self._account(hold.holder, hold.order, +1)
 
     def _replace(
         self,
@@ -365,6 +396,7 @@ class Registry:
         holder: Holder,
         overwrite: bool,
         actor: Actor,
+        stamp: int,
     ) -> SetResult:
         tree = zh.tree
         end = pfn + (1 << order)
@@ -390,7 +422,6 @@ class Registry:
         if actor is not ADMIN and any(e.value is not holder for e in overlapping):
             raise Forbidden("only the admin may overwrite another holder's hold")
         previous = [self._snapshot(tree, e) for e in overlapping]
-        stamp = self._stamp()
         for entry in tree.store(pfn, holder, order, stamp):
             replaced = entry.value
             assert isinstance(replaced, Holder)
@@ -403,37 +434,77 @@ class Registry:
 
     async def unset_hold(self, pfn: int, *, actor: Actor = ADMIN) -> Hold:
         """Drop the hold whose head is ``pfn`` (the RFC's ``page_unset_hold``)."""
-        zh = self._zone_holds(pfn)
-        tree = zh.tree
+        zh = self.zone_holds(pfn)
         async with zh.lock.writer_lock:
-            entry = tree.load(pfn)
-            if entry is None:
-                raise PageNotHeld(f"pfn {pfn} is not held", pfn=pfn)
-            hold = self._snapshot(tree, entry)
-            if entry.head != pfn:
-                raise NotHead(
-                    f"pfn {pfn} is inside the order-{entry.order} hold at pfn {entry.head}; "
-                    "unset its head",
-                    head_pfn=entry.head,
-                    order=entry.order,
-                    holder=hold.holder.name,
-                )
-            self._authorize(actor, hold.holder, "unset holds")
-            if hold.state is HoldState.RELEASING:
-                raise PageReleasing(f"pfn {pfn} is being released", head_pfn=pfn, order=entry.order)
-            tree.erase(pfn)
-            self._account(hold.holder, entry.order, -1)
-            return hold
+            return self.apply_unset(zh, pfn, actor)
+
+    def apply_unset(self, zh: ZoneHolds, pfn: int, actor: Actor) -> Hold:
+        """The body of ``unset_hold``; under the write lock. Cost: O(height)."""
+        tree = zh.tree
+        entry = tree.load(pfn)
+        if entry is None:
+            raise PageNotHeld(f"pfn {pfn} is not held", pfn=pfn)
+        hold = self._snapshot(tree, entry)
+        if entry.head != pfn:
+            raise NotHead(
+                f"pfn {pfn} is inside the order-{entry.order} hold at pfn {entry.head}; "
+                "unset its head",
+                head_pfn=entry.head,
+                order=entry.order,
+                holder=hold.holder.name,
+            )
+        self.authorize(actor, hold.holder, "unset holds")
+        if hold.state is HoldState.RELEASING:
+            raise PageReleasing(f"pfn {pfn} is being released", head_pfn=pfn, order=entry.order)
+        tree.erase(pfn)
+        self._account(hold.holder, entry.order, -1)
+        return hold
+
+    def undo_unset(self, zh: ZoneHolds, hold: Hold) -> None:
+        self._restore(zh, hold)
 
     # -- reading -------------------------------------------------------------------------
 
     async def lookup(self, pfn: int) -> PageInfo:
         """Who holds ``pfn`` (the RFC's ``page_owner``). Cost: O(height) under the read lock."""
-        zh = self._zone_holds(pfn)
+        zh = self.zone_holds(pfn)
         async with zh.lock.reader_lock:
             entry = zh.tree.load(pfn)
             hold = None if entry is None else self._snapshot(zh.tree, entry)
         return PageInfo(pfn, zh.zone, self.layout.block_id(pfn), hold)
+
+    async def holds_in(
+        self,
+        start: int,
+        end: int | None,
+        *,
+        holder: Holder | None = None,
+        limit: int = 100,
+        resume: bool = False,
+    ) -> tuple[list[Hold], int | None]:
+        """Holds intersecting ``[start, end)`` in ascending order, at most ``limit``, and
+        the pfn to resume from (None at the end). With ``resume``, a hold whose head is
+        below ``start`` was listed already and is skipped: every hold that exists for the
+        whole listing is listed exactly once. Cost: O(height + entries visited)."""
+        found: list[Hold] = []
+        for zh in self.zones:
+            zone = zh.zone
+            lo, hi = (
+                max(start, zone.start_pfn),
+                zone.end_pfn if end is None else min(end, zone.end_pfn),
+            )
+            if lo >= hi:
+                continue
+            async with zh.lock.reader_lock:
+                for entry in zh.tree.items(lo, hi):
+                    if (resume and entry.head < start) or (
+                        holder is not None and entry.value is not holder
+                    ):
+                        continue
+                    if len(found) == limit:
+                        return found, entry.head
+                    found.append(self._snapshot(zh.tree, entry))
+        return found, None
 
     def block_state(self, block: int) -> BlockState:
         return self.block_states.get(block, BlockState.ONLINE)
@@ -458,7 +529,7 @@ class Registry:
 
         Concurrent releases of one hold share one handler call and its result.
         """
-        zh = self._zone_holds(pfn)
+        zh = self.zone_holds(pfn)
         tree = zh.tree
         async with zh.lock.writer_lock:
             entry = tree.load(pfn)

@@ -20,7 +20,7 @@ from ..webhooks import WebhookCaller
 from . import problems
 from .auth import TokenBook, load_admin_token
 from .metrics import Metrics
-from .routes import blocks, health, holders, pages, zones
+from .routes import blocks, health, holders, holds, pages, zones
 from .state import ServiceState
 
 log = logging.getLogger("pageholder")
@@ -154,7 +154,7 @@ def create_app(
         swagger_ui_parameters={"persistAuthorization": True},
     )
     problems.install(app)
-    for module in (holders, pages, zones, blocks, health):
+    for module in (holders, pages, holds, zones, blocks, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(CountRequests, metrics=metrics)

@@ -218,3 +218,85 @@ class BlockList(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
+
+
+class HoldList(BaseModel):
+    items: list[HoldOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+
+
+# -- batches ------------------------------------------------------------------------------
+
+
+class BatchPage(Request):
+    pfn: Pfn
+    order: Order = 0
+
+
+class BatchRange(Request):
+    start_pfn: Pfn
+    nr_pages: int = Field(ge=1, le=2**20, description="order-0 pages from start_pfn")
+
+
+class BatchSetRequest(Request):
+    holder: HolderName | None = Field(default=None, description="defaults to the caller")
+    overwrite: bool = False
+    atomic: bool = Field(default=False, description="all or nothing")
+    pages: list[BatchPage] = Field(default_factory=list, examples=[[{"pfn": 1048576, "order": 9}]])
+    ranges: list[BatchRange] = Field(
+        default_factory=list, examples=[[{"start_pfn": 1049088, "nr_pages": 64}]]
+    )
+
+
+class BatchUnsetRequest(Request):
+    holder: HolderName | None = Field(
+        default=None, description="if given, only this holder's holds may be unset"
+    )
+    atomic: bool = Field(default=False, description="all or nothing")
+    pages: list[BatchPage] = Field(default_factory=list)
+    ranges: list[BatchRange] = Field(default_factory=list)
+
+
+class BatchResultItem(BaseModel):
+    pfn: int
+    order: int
+    status: Literal["created", "unchanged", "overwritten", "unset", "error"]
+    code: str | None = Field(default=None, description="problem code of a failed entry")
+    detail: str | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchResultItem]
+
+
+# -- offline ------------------------------------------------------------------------------
+
+
+class OfflineRequest(Request):
+    deadline_s: float = Field(
+        default=30.0, gt=0, le=3600, description="the whole offline ends by then"
+    )
+
+
+class OfflineFailureOut(BaseModel):
+    holder: str
+    pfn: int
+    order: int
+    reason: Literal[
+        "no_release_handler",
+        "release_failed",
+        "release_timeout",
+        "holder_unreachable",
+        "deadline_exceeded",
+    ]
+    detail: str
+
+
+class OfflineReportOut(BaseModel):
+    block: int
+    state: Literal["online", "going_offline", "offline"]
+    released_pages: int
+    released_holds: int
+    webhook_calls: int
+    duration_ms: float
+    failures: list[OfflineFailureOut]

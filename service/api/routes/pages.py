@@ -4,16 +4,55 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Response, status
+from fastapi import APIRouter, Body, Path, Query, Response, status
 
 from ...errors import InvalidRequest
 from ...registry import ADMIN, SetStatus
 from ..deps import AdminDep, PrincipalDep, RegistryDep
-from ..schemas import HoldOut, HoldRequest, HoldResult, PageOut, ReleaseOut, to_time
+from ..schemas import (
+    HoldList,
+    HoldOut,
+    HoldRequest,
+    HoldResult,
+    PageOut,
+    ReleaseOut,
+    to_time,
+)
 
 router = APIRouter(prefix="/v1/pages", tags=["pages"])
 
 PfnPath = Annotated[int, Path(ge=0, le=2**52, description="page frame number", examples=[1048576])]
+
+
+def _decode_cursor(cursor: str) -> int:
+    if not cursor.startswith("p") or not cursor[1:].isdigit():
+        raise InvalidRequest(f"cursor {cursor!r} is not one this server gave", field="cursor")
+    return int(cursor[1:])
+
+
+@router.get("", name="list_holds")
+async def list_holds(
+    registry: RegistryDep,
+    _: PrincipalDep,
+    start: Annotated[int, Query(ge=0, le=2**52, description="first pfn")] = 0,
+    end: Annotated[int | None, Query(ge=0, le=2**52, description="pfn past the last")] = None,
+    holder: Annotated[str | None, Query(description="only this holder's holds")] = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> HoldList:
+    """Holds intersecting `[start, end)` in ascending pfn order, page by page.
+
+    Following `next_cursor` lists every hold exactly once, even while holds change.
+    """
+    if end is not None and end < start:
+        raise InvalidRequest(f"end {end} is below start {start}", field="end")
+    owner = None if holder is None else registry.holder(holder)
+    resume = cursor is not None
+    first = start if cursor is None else max(start, _decode_cursor(cursor))
+    holds, more = await registry.holds_in(first, end, holder=owner, limit=limit, resume=resume)
+    return HoldList(
+        items=[HoldOut.of(h) for h in holds], next_cursor=None if more is None else f"p{more}"
+    )
 
 
 @router.get("/{pfn}", name="get_page")

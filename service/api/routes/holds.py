@@ -1,0 +1,94 @@
+"""/v1/holds: many holds in one request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from ...batch import MAX_BATCH_ENTRIES, BatchItem, batch_set, batch_unset, expand
+from ...errors import InvalidRequest
+from ...registry import ADMIN
+from ..auth import Principal
+from ..deps import PrincipalDep, RegistryDep
+from ..problems import HTTPProblem
+from ..schemas import (
+    BatchPage,
+    BatchRange,
+    BatchResponse,
+    BatchResultItem,
+    BatchSetRequest,
+    BatchUnsetRequest,
+)
+
+router = APIRouter(prefix="/v1/holds", tags=["holds"])
+
+TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"description": f"more than {MAX_BATCH_ENTRIES} entries"}
+}
+
+
+def _entries(pages: list[BatchPage], ranges: list[BatchRange]) -> list[tuple[int, int]]:
+    total = len(pages) + sum(r.nr_pages for r in ranges)
+    if total > MAX_BATCH_ENTRIES:
+        raise HTTPProblem(
+            "payload_too_large", f"{total} entries; a batch holds at most {MAX_BATCH_ENTRIES}"
+        )
+    return expand([(p.pfn, p.order) for p in pages], [(r.start_pfn, r.nr_pages) for r in ranges])
+
+
+def _response(items: list[BatchItem]) -> BatchResponse:
+    return BatchResponse(
+        results=[
+            BatchResultItem(
+                pfn=i.pfn,
+                order=i.order,
+                status=i.status,  # type: ignore[arg-type]
+                code=i.code,
+                detail=i.detail,
+            )
+            for i in items
+        ]
+    )
+
+
+def _actor(principal: Principal) -> str | None:
+    return ADMIN if principal.is_admin else principal.holder
+
+
+@router.post("/batch-set", name="batch_set", responses=TOO_LARGE)
+async def set_many(
+    body: BatchSetRequest, registry: RegistryDep, principal: PrincipalDep
+) -> BatchResponse:
+    """Hold many pages for one holder: `pages` with orders and/or `ranges` of order-0 pages.
+
+    Each entry is answered alone; with `atomic` the first failure is the answer (409 for
+    a conflict) and nothing is applied.
+    """
+    holder = body.holder or principal.holder
+    if holder is None:
+        raise InvalidRequest("the admin must name the holder", field="holder")
+    entries = _entries(body.pages, body.ranges)
+    items = await batch_set(
+        registry,
+        holder,
+        entries,
+        overwrite=body.overwrite,
+        atomic=body.atomic,
+        actor=_actor(principal),
+    )
+    return _response(items)
+
+
+@router.post("/batch-unset", name="batch_unset", responses=TOO_LARGE)
+async def unset_many(
+    body: BatchUnsetRequest, registry: RegistryDep, principal: PrincipalDep
+) -> BatchResponse:
+    """Unset many holds by their head pfns; `atomic` = all or nothing."""
+    if body.holder is not None:
+        registry.holder(body.holder)
+        if not principal.is_admin and body.holder != principal.holder:
+            raise HTTPProblem("forbidden", f"only the admin or {body.holder!r} may do this")
+    actor = body.holder if body.holder is not None else _actor(principal)
+    entries = _entries(body.pages, body.ranges)
+    return _response(await batch_unset(registry, entries, atomic=body.atomic, actor=actor))

@@ -1,0 +1,127 @@
+"""Many holds in one request: batch-set and batch-unset, each entry answered alone, or
+``atomic`` = all or nothing.
+
+Every zone a batch touches is write-locked for the whole batch, always in zone order,
+so two batches (atomic or not) cannot deadlock. An atomic batch applies its entries one
+by one and, at the first failure, takes them back in reverse order before it raises
+that failure; no await happens in between, so nobody sees the half-applied state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from .errors import PageHolderError
+from .holds import Hold
+from .registry import ADMIN, Actor, Registry, SetResult, ZoneHolds
+
+MAX_BATCH_ENTRIES = 65536
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    pfn: int
+    order: int
+    status: str  # created | unchanged | overwritten | unset | error
+    code: str | None = None
+    detail: str | None = None
+
+
+def expand(
+    pages: Sequence[tuple[int, int]], ranges: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """``pages`` as given, then every order-0 page of each ``(start_pfn, nr_pages)`` range."""
+    entries = list(pages)
+    for start, nr_pages in ranges:
+        entries.extend((pfn, 0) for pfn in range(start, start + nr_pages))
+    return entries
+
+
+async def _run(
+    registry: Registry,
+    entries: Sequence[tuple[int, int]],
+    locate: Callable[[int, int], ZoneHolds],
+    apply: Callable[[ZoneHolds, int, int], tuple[str, T]],
+    undo: Callable[[ZoneHolds, T], None],
+    atomic: bool,
+) -> list[BatchItem]:
+    placed: list[ZoneHolds | PageHolderError] = []
+    for pfn, order in entries:
+        try:
+            placed.append(locate(pfn, order))
+        except PageHolderError as exc:
+            if atomic:
+                raise
+            placed.append(exc)
+    zones = sorted({zh.zone.index: zh for zh in placed if isinstance(zh, ZoneHolds)}.items())
+    results: list[BatchItem] = []
+    done: list[tuple[ZoneHolds, T]] = []
+    locked: list[ZoneHolds] = []
+    try:
+        for _, zh in zones:
+            await zh.lock.writer_lock.acquire()
+            locked.append(zh)
+        # From here to the end: no await, so the batch is one step for everybody else.
+        for (pfn, order), where in zip(entries, placed, strict=True):
+            try:
+                if isinstance(where, PageHolderError):
+                    raise where
+                status, token = apply(where, pfn, order)
+            except PageHolderError as exc:
+                if atomic:
+                    for zh, token in reversed(done):
+                        undo(zh, token)
+                    exc.extra.setdefault("pfn", pfn)
+                    raise
+                results.append(BatchItem(pfn, order, "error", exc.code, exc.detail))
+                continue
+            if atomic:
+                done.append((where, token))
+            results.append(BatchItem(pfn, order, status))
+    finally:
+        for zh in reversed(locked):
+            zh.lock.writer_lock.release()
+    return results
+
+
+async def batch_set(
+    registry: Registry,
+    holder_name: str,
+    entries: Sequence[tuple[int, int]],
+    *,
+    overwrite: bool = False,
+    atomic: bool = False,
+    actor: Actor = ADMIN,
+) -> list[BatchItem]:
+    """Hold every ``(pfn, order)`` for one holder; all holds of a batch share one ``since``."""
+    holder = registry.holder(holder_name)
+    registry.authorize(actor, holder, "hold pages")
+    stamp = registry.new_stamp()
+
+    def apply(zh: ZoneHolds, pfn: int, order: int) -> tuple[str, SetResult]:
+        result = registry.apply_set(zh, pfn, order, holder, overwrite, actor, stamp)
+        return result.status.value, result
+
+    return await _run(registry, entries, registry.place, apply, registry.undo_set, atomic)
+
+
+async def batch_unset(
+    registry: Registry,
+    entries: Sequence[tuple[int, int]],
+    *,
+    atomic: bool = False,
+    actor: Actor = ADMIN,
+) -> list[BatchItem]:
+    """Unset the hold whose head is each ``pfn`` (``order`` is not checked)."""
+
+    def locate(pfn: int, order: int) -> ZoneHolds:
+        return registry.zone_holds(pfn)
+
+    def apply(zh: ZoneHolds, pfn: int, order: int) -> tuple[str, Hold]:
+        return "unset", registry.apply_unset(zh, pfn, actor)
+
+    return await _run(registry, entries, locate, apply, registry.undo_unset, atomic)
