@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Body, Path, Query
 
 from ...errors import BlockNotFound, InvalidRequest
 from ...holds import BlockState
 from ...layout import MemoryBlock
+from ...offline import offline_block, online_block
 from ...registry import BlockUsage, Registry
-from ..deps import PrincipalDep, RegistryDep
-from ..schemas import BlockList, BlockOut
+from ..deps import AdminDep, PrincipalDep, RegistryDep
+from ..schemas import BlockList, BlockOut, OfflineReportOut, OfflineRequest
 
 router = APIRouter(prefix="/v1/blocks", tags=["blocks"])
 
@@ -79,4 +80,33 @@ async def get_block(block_id: BlockId, registry: RegistryDep, _: PrincipalDep) -
     block = registry.layout.block(block_id)
     if block is None:
         raise BlockNotFound(f"memory block {block_id} does not exist", block=block_id)
+    return _out(registry.block_usage(block))
+
+
+@router.post(
+    "/{block_id}/offline",
+    name="offline_block",
+    responses={
+        409: {"description": "offline_failed (with `report`), block_not_online, multizone_block"}
+    },
+)
+async def offline(
+    block_id: BlockId,
+    registry: RegistryDep,
+    _: AdminDep,
+    body: Annotated[OfflineRequest | None, Body()] = None,
+) -> OfflineReportOut:
+    """Take a memory block offline (hot-remove): isolate it, ask every holder once for all
+    of its pages there, and commit, or cancel with a report of what refused and why."""
+    deadline_s = (body or OfflineRequest()).deadline_s
+    report = await offline_block(registry, block_id, deadline_s=deadline_s)
+    return OfflineReportOut.model_validate(report.as_dict())
+
+
+@router.post("/{block_id}/online", name="online_block")
+async def online(block_id: BlockId, registry: RegistryDep, _: AdminDep) -> BlockOut:
+    """Bring an offline block back online; holds may start in it again."""
+    await online_block(registry, block_id)
+    block = registry.layout.block(block_id)
+    assert block is not None
     return _out(registry.block_usage(block))
