@@ -178,6 +178,11 @@ class WebhookCaller:
             )
             calls += 1
             if isinstance(result, ReleaseAnswer):
+                if remaining < holder.timeout_s and _timed_out(result):
+                    # cut short by the deadline, not by the holder's own timeout
+                    return ReleaseAnswer.all_failed(
+                        chunk, FailureReason.DEADLINE_EXCEEDED, _deadline_detail(calls, last), calls
+                    )
                 result.calls = calls
                 return result
             last = result
@@ -254,6 +259,10 @@ class WebhookCaller:
             detail = f"malformed answer: larger than {MAX_ANSWER_BYTES} bytes"
             return "failed", ReleaseAnswer.all_failed(chunk, failed, detail)
         return _classify(response, content, chunk, self._clock())
+
+
+def _timed_out(answer: ReleaseAnswer) -> bool:
+    return any(f.reason is FailureReason.RELEASE_TIMEOUT for f in answer.failed.values())
 
 
 def _classify(
@@ -374,6 +383,8 @@ def _iso_utc(ts: float) -> str:
 
 def _deadline_detail(calls: int, last: _Temporary | None) -> str:
     if last is None:
+        if calls:
+            return "deadline passed while waiting for the holder's answer"
         return "deadline passed before the release call was made"
     attempts = "1 attempt" if calls == 1 else f"{calls} attempts"
     return f"deadline exceeded after {attempts}; last answer {last.detail}"

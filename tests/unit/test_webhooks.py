@@ -314,7 +314,9 @@ async def test_always_busy_fails_at_the_deadline_quoting_the_last_answer(
     detail = answer.failed[PAGES[0].pfn].detail
     assert "HTTP 503: still draining the ring" in detail
     assert answer.calls >= 3 and answer.calls == len(receiver.calls)
-    assert set(outcomes) == {"temporary"} and len(outcomes) == answer.calls
+    # the last attempt may be cut short by the deadline itself
+    assert outcomes[0] == "temporary" and set(outcomes) <= {"temporary", "timeout"}
+    assert len(outcomes) == answer.calls
 
 
 async def test_retry_after_past_the_deadline_fails_without_waiting(
@@ -364,7 +366,9 @@ async def test_the_attempt_timeout_never_outlasts_the_deadline(
         deadline=soon(0.3),
     )
     assert time.monotonic() - started < 1.0
-    assert reasons(answer) == {FailureReason.RELEASE_TIMEOUT}
+    # cut short by the deadline, not by the holder's 10 s timeout
+    assert reasons(answer) == {FailureReason.DEADLINE_EXCEEDED}
+    assert "while waiting" in answer.failed[PAGES[0].pfn].detail
 
 
 async def test_redirects_are_not_followed(receiver: Receiver, client: httpx.AsyncClient) -> None:
