@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .errors import PageHolderError
 from .holds import Hold
-from .registry import ADMIN, Actor, Registry, SetResult, ZoneHolds
+from .registry import ADMIN, Actor, Registry, SetResult, ZoneHolds, set_ops
 
 MAX_BATCH_ENTRIES = 65536
 
 T = TypeVar("T")
+Op = tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ async def _run(
     locate: Callable[[int, int], ZoneHolds],
     apply: Callable[[ZoneHolds, int, int], tuple[str, T]],
     undo: Callable[[ZoneHolds, T], None],
+    ops_of: Callable[[T], list[Op]],
     atomic: bool,
 ) -> list[BatchItem]:
     placed: list[ZoneHolds | PageHolderError] = []
@@ -79,12 +81,19 @@ async def _run(
                     raise
                 results.append(BatchItem(pfn, order, "error", exc.code, exc.detail))
                 continue
-            if atomic:
-                done.append((where, token))
+            done.append((where, token))
             results.append(BatchItem(pfn, order, status))
+
+        def undo_all() -> None:
+            for zh, token in reversed(done):
+                undo(zh, token)
+
+        # One submission: the batch commits whole or not at all.
+        pending = registry.submit([op for _, token in done for op in ops_of(token)], undo_all)
     finally:
         for zh in reversed(locked):
             zh.lock.writer_lock.release()
+    await registry.durable(pending)
     return results
 
 
@@ -106,7 +115,7 @@ async def batch_set(
         result = registry.apply_set(zh, pfn, order, holder, overwrite, actor, stamp)
         return result.status.value, result
 
-    return await _run(registry, entries, registry.place, apply, registry.undo_set, atomic)
+    return await _run(registry, entries, registry.place, apply, registry.undo_set, set_ops, atomic)
 
 
 async def batch_unset(
@@ -124,4 +133,7 @@ async def batch_unset(
     def apply(zh: ZoneHolds, pfn: int, order: int) -> tuple[str, Hold]:
         return "unset", registry.apply_unset(zh, pfn, actor)
 
-    return await _run(registry, entries, locate, apply, registry.undo_unset, atomic)
+    def ops_of(hold: Hold) -> list[Op]:
+        return [("unhold", hold.pfn)]
+
+    return await _run(registry, entries, locate, apply, registry.undo_unset, ops_of, atomic)

@@ -15,7 +15,9 @@ from rich.console import Console
 from .api import create_app
 from .api.auth import load_admin_token
 from .layout import LayoutError, MemoryLayout
+from .recovery import open_durable
 from .settings import Settings
+from .store import StoreError
 
 cli = typer.Typer(
     no_args_is_help=True,
@@ -23,8 +25,8 @@ cli = typer.Typer(
     help="pageholder: a networked page-holder registry.",
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -48,14 +50,15 @@ def serve(
     given: dict[str, Any] = {"host": host, "port": port, "layout": layout, "data_dir": data_dir}
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
-        memory_layout = MemoryLayout.load(settings.layout)
-        admin = load_admin_token(
-            settings.admin_token, None if settings.in_memory else Path(settings.data_dir)
-        )
     except ValidationError as exc:
         first = exc.errors()[0]
         raise fail(f"setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    except LayoutError as exc:
+    data = None if settings.in_memory else Path(settings.data_dir)
+    try:
+        memory_layout = MemoryLayout.load(settings.layout)
+        durable = None if data is None else open_durable(data, memory_layout)
+        admin = load_admin_token(settings.admin_token, data)
+    except (LayoutError, StoreError) as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"data dir {settings.data_dir}: {exc.strerror or exc}") from None
@@ -63,15 +66,20 @@ def serve(
     url = f"http://{settings.host}:{settings.port}"
     out.print(f"pageholder serving on [bold]{url}[/bold]  (API docs: {url}/docs)")
     out.print(memory_layout.describe())
-    # Until the durable store lands, say plainly that a restart forgets everything.
-    out.print(
-        "[yellow]state is kept in memory only: holders and holds are lost when the "
-        "server stops[/yellow]"
-    )
+    if durable is None:
+        out.print(
+            "[yellow]--data-dir :memory: keeps nothing: holders and holds are lost when "
+            "the server stops[/yellow]"
+        )
+    else:
+        out.print(
+            f"state in {durable.store.path}: {len(durable.snapshot.holders)} holders, "
+            f"{len(durable.snapshot.holds)} holds"
+        )
     if admin.generated:
         where = f", saved in {admin.path}" if admin.path else " (not saved: :memory:)"
         out.print(f"admin token{where}:\n  [bold]{admin.token}[/bold]")
-    app = create_app(settings, layout=memory_layout)
+    app = create_app(settings, layout=memory_layout, durable=durable)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, workers=1)
 
 

@@ -26,7 +26,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import BlockNotFound, BlockNotOffline, BlockNotOnline, MultizoneBlock, OfflineFailed
-from .holds import BlockState, FailureReason, Holder, PageFailure, PageRef, ReleaseAnswer
+from .holds import (
+    BlockState,
+    FailureReason,
+    Hold,
+    Holder,
+    HoldState,
+    PageFailure,
+    PageRef,
+    ReleaseAnswer,
+)
 from .radix import Entry
 from .registry import RELEASING, Registry, ZoneHolds
 
@@ -197,13 +206,14 @@ async def _settle(
 ) -> OfflineReport:
     report = OfflineReport(block_id, BlockState.ONLINE.value)
     unanswered = PageFailure(FailureReason.DEADLINE_EXCEEDED, "the offline ended before an answer")
+    erased: list[Hold] = []
     async with zh.lock.writer_lock:
         for entry in entries:
             holder = entry.value
             assert isinstance(holder, Holder)
             failure = answers.get(entry.head, unanswered)
-            erased = registry.settle(zh, entry, failure is None, failure and failure.detail)
-            if erased:
+            if registry.settle(zh, entry, failure is None, failure and failure.detail):
+                erased.append(Hold(entry.head, entry.order, holder, HoldState.HELD, entry.stamp))
                 report.released_holds += 1
                 report.released_pages += 1 << entry.order
             elif failure is not None:
@@ -212,11 +222,19 @@ async def _settle(
                         holder.name, entry.head, entry.order, failure.reason.value, failure.detail
                     )
                 )
+        more: list[tuple[Any, ...]] = []
         if not report.failures and zh.tree.count_entries(start, end) == 0:
             registry.block_states[block_id] = BlockState.OFFLINE
             report.state = BlockState.OFFLINE.value
+            more.append(("block", block_id, BlockState.OFFLINE.value))
         else:
             registry.block_states.pop(block_id, None)
+
+        def undo() -> None:  # the commit failed: the block is online, holds held again
+            registry.block_states.pop(block_id, None)
+
+        pending = registry.journal_erased(zh, erased, more, undo)
+    await registry.durable(pending)
     return report
 
 
@@ -230,4 +248,9 @@ async def online_block(registry: Registry, block_id: int) -> BlockState:
             f"memory block {block_id} is {state.value}", block=block_id, state=state.value
         )
     del registry.block_states[block_id]
+
+    def undo() -> None:
+        registry.block_states[block_id] = BlockState.OFFLINE
+
+    await registry.durable(registry.submit([("unblock", block_id)], undo))
     return BlockState.ONLINE

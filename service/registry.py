@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import Final
+from typing import Any, Final, Protocol
 
 import aiorwlock
 
@@ -82,6 +82,39 @@ UNSET: Final = Unset.UNSET
 HOLDER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 MIN_TIMEOUT_S: Final = 0.1
 MAX_TIMEOUT_S: Final = 30.0
+
+
+class Journal(Protocol):
+    """Where changes are made durable (``store.Store``); None keeps them in memory only."""
+
+    def submit(
+        self, ops: Sequence[tuple[Any, ...]], on_failure: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]: ...
+
+
+def hold_op(hold: Hold) -> tuple[Any, ...]:
+    return ("hold", hold.pfn, hold.order, hold.holder.name, hold.since_us)
+
+
+def holder_op(holder: Holder) -> tuple[Any, ...]:
+    return (
+        "holder",
+        holder.name,
+        holder.release_url,
+        holder.timeout_s,
+        holder.description,
+        holder.created,
+        holder.token_hash,
+        holder.webhook_secret,
+    )
+
+
+def set_ops(result: SetResult) -> list[tuple[Any, ...]]:
+    if result.status is SetStatus.UNCHANGED:
+        return []
+    ops: list[tuple[Any, ...]] = [("unhold", p.pfn) for p in result.previous]
+    ops.append(hold_op(result.hold))
+    return ops
 
 
 class ZoneHolds:
@@ -149,8 +182,10 @@ class Registry:
         release_caller: ReleaseCaller,
         *,
         clock: Callable[[], float] = time.time,
+        journal: Journal | None = None,
     ) -> None:
         self.layout = layout
+        self.journal = journal
         self.zones = [ZoneHolds(zone) for zone in layout.zones]
         self.holders: dict[str, Holder] = {}
         self._by_token_hash: dict[str, Holder] = {}
@@ -168,7 +203,17 @@ class Registry:
         except KeyError:
             raise HolderNotFound(f"no holder named {name!r}", holder=name) from None
 
-    def add_holder(
+    def _submit(
+        self, ops: Sequence[tuple[Any, ...]], undo: Callable[[], None]
+    ) -> asyncio.Future[None] | None:
+        """Hand ``ops`` to the journal; call inside the critical section that made the
+        change, so the journal sees changes in memory's order. ``undo`` runs (on the event
+        loop, as one synchronous step like every tree change) if the commit fails."""
+        if self.journal is None or not ops:
+            return None
+        return self.journal.submit(ops, undo)
+
+    async def add_holder(
         self,
         name: str,
         *,
@@ -194,10 +239,26 @@ class Registry:
             token_hash=token_hash,
             webhook_secret=webhook_secret,
         )
-        self.holders[name] = holder
-        if token_hash:
-            self._by_token_hash[token_hash] = holder
+        self.enrol(holder)
+        await self._durable(self._submit([holder_op(holder)], lambda: self._drop(holder)))
         return holder
+
+    def enrol(self, holder: Holder) -> None:
+        self.holders[holder.name] = holder
+        if holder.token_hash:
+            self._by_token_hash[holder.token_hash] = holder
+
+    def _drop(self, holder: Holder) -> None:
+        if self.holders.get(holder.name) is holder:
+            del self.holders[holder.name]
+            self._by_token_hash.pop(holder.token_hash, None)
+
+    @staticmethod
+    async def _durable(pending: asyncio.Future[None] | None) -> None:
+        """Wait until a submitted change committed. shield(): a client that goes away
+        does not cancel the commit (nor the undo if it fails)."""
+        if pending is not None:
+            await asyncio.shield(pending)
 
     def holder_by_token_hash(self, token_hash: str) -> Holder | None:
         return self._by_token_hash.get(token_hash)
@@ -215,20 +276,33 @@ class Registry:
         holder = self.holder(name)
         new_url = holder.release_url if release_url is UNSET else release_url
         validate_holder_settings(holder.timeout_s if timeout_s is None else timeout_s, new_url)
+        before = (holder.release_url, holder.timeout_s, holder.description)
         if (new_url is None) != (holder.release_url is None):
             for zh in self.zones:
                 async with zh.lock.writer_lock:
-                    for entry in self._entries_of(zh, holder):
-                        if new_url is None:
-                            zh.tree.set_mark(entry.head, NO_HANDLER)
-                        else:
-                            zh.tree.clear_mark(entry.head, NO_HANDLER)
+                    self._mark_handler(zh, holder, new_url is not None)
         holder.release_url = new_url
         if timeout_s is not None:
             holder.timeout_s = timeout_s
         if description is not None:
             holder.description = description
+
+        def undo() -> None:
+            had_handler = holder.release_url is not None
+            holder.release_url, holder.timeout_s, holder.description = before
+            if had_handler != (holder.release_url is not None):
+                for zh in self.zones:
+                    self._mark_handler(zh, holder, holder.release_url is not None)
+
+        await self._durable(self._submit([holder_op(holder)], undo))
         return holder
+
+    def _mark_handler(self, zh: ZoneHolds, holder: Holder, has_handler: bool) -> None:
+        for entry in self._entries_of(zh, holder):
+            if has_handler:
+                zh.tree.clear_mark(entry.head, NO_HANDLER)
+            else:
+                zh.tree.set_mark(entry.head, NO_HANDLER)
 
     async def remove_holder(self, name: str, *, force: bool = False) -> int:
         """Remove a holder; with ``force`` drop its holds too. Returns holds dropped.
@@ -240,16 +314,24 @@ class Registry:
                 holder=name,
                 holds=holder.holds,
             )
-        dropped = 0
+        dropped: list[tuple[ZoneHolds, Hold]] = []
         for zh in self.zones:
             async with zh.lock.writer_lock:
                 for entry in list(self._entries_of(zh, holder)):
+                    dropped.append((zh, self._snapshot(zh.tree, entry)))
                     zh.tree.erase(entry.head)
-                    dropped += 1
         holder.holds = holder.held_pages = 0
-        del self.holders[name]
-        self._by_token_hash.pop(holder.token_hash, None)
-        return dropped
+        self._drop(holder)
+
+        def undo() -> None:
+            if holder.name in self.holders:
+                return  # registered again meanwhile: that one wins
+            self.enrol(holder)
+            for zh, hold in dropped:
+                self._restore(zh, hold)
+
+        await self._durable(self._submit([("unholder", name)], undo))
+        return len(dropped)
 
     @staticmethod
     def _entries_of(zh: ZoneHolds, holder: Holder) -> Iterator[Entry]:
@@ -300,6 +382,10 @@ class Registry:
                     f"memory block {block} is {state.value}", block=block, state=state.value
                 )
 
+    def advance_stamp(self, stamp: int) -> None:
+        """Never hand out a stamp at or below ``stamp`` (one recovered from the store)."""
+        self._last_stamp = max(self._last_stamp, stamp)
+
     def new_stamp(self) -> int:
         """A fresh ``since`` in microseconds, strictly increasing: a hold's generation."""
         stamp = max(int(self._clock() * 1_000_000), self._last_stamp + 1)
@@ -343,7 +429,11 @@ class Registry:
         holder = self.holder(holder_name)
         self.authorize(actor, holder, "hold pages")
         async with zh.lock.writer_lock:
-            return self.apply_set(zh, pfn, order, holder, overwrite, actor, self.new_stamp())
+            result = self.apply_set(zh, pfn, order, holder, overwrite, actor, self.new_stamp())
+            pending = self._submit(set_ops(result), lambda: self.undo_set(zh, result))
+        # The lock is free while the journal commits: concurrent changes share commits.
+        await self._durable(pending)
+        return result
 
     def apply_set(
         self,
@@ -372,17 +462,32 @@ class Registry:
         return SetResult(SetStatus.CREATED, Hold(pfn, order, holder, HoldState.HELD, stamp), [])
 
     def undo_set(self, zh: ZoneHolds, result: SetResult) -> None:
-        """Take back what ``apply_set`` did (an atomic batch that failed further on)."""
+        """Take back what ``apply_set`` did (an atomic batch failing further on, or a
+        failed commit). Only the same generation is erased; replaced holds come back
+        where their pages are still free."""
         if result.status is SetStatus.UNCHANGED:
             return
         hold = result.hold
+        current = zh.tree.load(hold.pfn)
+        if current is None or (current.head, current.stamp, current.value) != (
+            hold.pfn,
+            hold.since_us,
+            hold.holder,
+        ):
+            return
         zh.tree.erase(hold.pfn)
         self._account(hold.holder, hold.order, -1)
         for previous in result.previous:
             self._restore(zh, previous)
 
     def _restore(self, zh: ZoneHolds, hold: Hold) -> None:
-        zh.tree.insert(hold.pfn, hold.holder, hold.order, hold.since_us)
+        """Put a hold back as ``held`` if its pages are free and its holder still exists."""
+        if self.holders.get(hold.holder.name) is not hold.holder:
+            return
+        try:
+            zh.tree.insert(hold.pfn, hold.holder, hold.order, hold.since_us)
+        except Occupied:
+            return
         if not hold.holder.has_release_handler:
             zh.tree.set_mark(hold.pfn, NO_HANDLER)
         self._account(hold.holder, hold.order, +1)
@@ -436,7 +541,10 @@ class Registry:
         """Drop the hold whose head is ``pfn`` (the RFC's ``page_unset_hold``)."""
         zh = self.zone_holds(pfn)
         async with zh.lock.writer_lock:
-            return self.apply_unset(zh, pfn, actor)
+            hold = self.apply_unset(zh, pfn, actor)
+            pending = self._submit([("unhold", pfn)], lambda: self._restore(zh, hold))
+        await self._durable(pending)
+        return hold
 
     def apply_unset(self, zh: ZoneHolds, pfn: int, actor: Actor) -> Hold:
         """The body of ``unset_hold``; under the write lock. Cost: O(height)."""
@@ -462,6 +570,14 @@ class Registry:
 
     def undo_unset(self, zh: ZoneHolds, hold: Hold) -> None:
         self._restore(zh, hold)
+
+    async def durable(self, pending: asyncio.Future[None] | None) -> None:
+        await self._durable(pending)
+
+    def submit(
+        self, ops: Sequence[tuple[Any, ...]], undo: Callable[[], None]
+    ) -> asyncio.Future[None] | None:
+        return self._submit(ops, undo)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -589,9 +705,13 @@ class Registry:
             async with zh.lock.writer_lock:
                 released = answer is not None and ref.pfn in answer.released
                 failure = None if answer is None else answer.failed.get(ref.pfn)
-                self.settle(zh, entry, released, None if failure is None else failure.detail)
+                erased = self.settle(zh, entry, released, failure and failure.detail)
+                held = Hold(ref.pfn, ref.order, holder, HoldState.HELD, entry.stamp)
+                pending = self.journal_erased(zh, [held] if erased else [])
+        await self._durable(pending)
         hold = Hold(ref.pfn, ref.order, holder, HoldState.RELEASING, entry.stamp)
         if failure is None:
+            assert answer is not None
             return Released(hold, answer.calls)
         extra = {"holder": holder.name, "head_pfn": ref.pfn, "order": ref.order}
         if failure.reason is FailureReason.RELEASE_TIMEOUT:
@@ -625,6 +745,24 @@ class Registry:
                 pages, FailureReason.RELEASE_FAILED, f"{type(exc).__name__}: {exc}"
             )
         return answer.normalized(pages)
+
+    def journal_erased(
+        self,
+        zh: ZoneHolds,
+        erased: list[Hold],
+        more_ops: Sequence[tuple[Any, ...]] = (),
+        undo_more: Callable[[], None] | None = None,
+    ) -> asyncio.Future[None] | None:
+        """Journal holds a settle erased (and ``more_ops``); a failed commit puts them back
+        as held. Call under the zone's write lock, like every ``_submit``."""
+
+        def undo() -> None:
+            if undo_more is not None:
+                undo_more()
+            for hold in erased:
+                self._restore(zh, hold)
+
+        return self._submit([("unhold", h.pfn) for h in erased] + list(more_ops), undo)
 
     def settle(self, zh: ZoneHolds, entry: Entry, released: bool, error: str | None) -> bool:
         """After a handler answered for ``entry``: erase it, or put it back to held.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..holds import ReleaseCaller
 from ..layout import MemoryLayout
+from ..recovery import Durable, open_durable, recover
 from ..registry import Registry
 from ..settings import Settings
 from ..webhooks import WebhookCaller
@@ -115,18 +116,37 @@ def create_app(
     *,
     layout: MemoryLayout | None = None,
     release_caller: ReleaseCaller | None = None,
+    durable: Durable | None = None,
 ) -> FastAPI:
-    """Build the app. Nothing is opened until the lifespan starts."""
+    """Build the app. Nothing is opened until the lifespan starts.
+
+    ``durable`` is a store the caller opened already (``serve`` does, to refuse a bad
+    data dir with one clear line before the server starts); without it the lifespan
+    opens the store of ``settings.data_dir`` itself (none for ``:memory:``).
+    """
     settings = settings or Settings()
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         memory_layout = layout or MemoryLayout.load(settings.layout)
-        async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as http:
+        data_dir = None if settings.in_memory else Path(settings.data_dir)
+        opened = durable
+        if opened is None and data_dir is not None:
+            opened = open_durable(data_dir, memory_layout)
+        async with AsyncExitStack() as stack:
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(follow_redirects=False, trust_env=False)
+            )
             caller = release_caller or WebhookCaller(http, observe=metrics.observe_webhook)
-            registry = Registry(memory_layout, caller)
-            data_dir = None if settings.in_memory else Path(settings.data_dir)
+            store = None if opened is None else opened.store
+            registry = Registry(memory_layout, caller, journal=store)
+            if opened is not None:
+                assert store is not None
+                recovered = recover(registry, opened.snapshot)
+                log.info("recovered %d holds from %s", recovered, store.path)
+                store.start()
+                stack.push_async_callback(store.close)  # after in-flight requests finished
             admin = load_admin_token(settings.admin_token, data_dir)
             state = ServiceState(
                 settings=settings,

@@ -63,32 +63,32 @@ class Handler:
         raise RuntimeError("handler crashed")
 
 
-def make_registry(handler: Handler | None = None) -> Registry:
+async def make_registry(handler: Handler | None = None) -> Registry:
     registry = Registry(MemoryLayout.default(), handler or Handler())
-    registry.add_holder("nic0", release_url="http://127.0.0.1:9/release", timeout_s=0.5)
-    registry.add_holder("gpu0", release_url="http://127.0.0.1:9/gpu", timeout_s=0.5)
-    registry.add_holder("balloon")  # no release handler
+    await registry.add_holder("nic0", release_url="http://127.0.0.1:9/release", timeout_s=0.5)
+    await registry.add_holder("gpu0", release_url="http://127.0.0.1:9/gpu", timeout_s=0.5)
+    await registry.add_holder("balloon")  # no release handler
     return registry
 
 
 # -- holders ------------------------------------------------------------------------------
 
 
-def test_holder_names_are_checked_and_unique() -> None:
-    registry = make_registry()
+async def test_holder_names_are_checked_and_unique() -> None:
+    registry = await make_registry()
     with pytest.raises(errors.HolderExists):
-        registry.add_holder("nic0")
+        await registry.add_holder("nic0")
     for bad in ("", "Nic0", "-x", "a" * 65, "sp ace"):
         with pytest.raises(errors.InvalidRequest):
-            registry.add_holder(bad)
+            await registry.add_holder(bad)
     with pytest.raises(errors.InvalidRequest):
-        registry.add_holder("slow", timeout_s=31)
+        await registry.add_holder("slow", timeout_s=31)
     with pytest.raises(errors.HolderNotFound):
         registry.holder("nobody")
 
 
 async def test_removing_a_holder_with_holds_needs_force() -> None:
-    registry = make_registry()
+    registry = await make_registry()
     await registry.set_hold(NORMAL, "nic0", order=9)
     with pytest.raises(errors.HolderHasHolds) as refused:
         await registry.remove_holder("nic0")
@@ -99,7 +99,7 @@ async def test_removing_a_holder_with_holds_needs_force() -> None:
 
 
 async def test_handler_appearing_clears_the_no_handler_marks() -> None:
-    registry = make_registry()
+    registry = await make_registry()
     await registry.set_hold(NORMAL, "balloon", order=3)
     tree = registry.zones[2].tree
     assert tree.get_mark(NORMAL, NO_HANDLER)
@@ -114,7 +114,7 @@ async def test_handler_appearing_clears_the_no_handler_marks() -> None:
 
 
 async def test_set_lookup_unset() -> None:
-    registry = make_registry()
+    registry = await make_registry()
     result = await registry.set_hold(NORMAL + 512, "nic0", order=9)
     assert result.status is SetStatus.CREATED
     page = await registry.lookup(NORMAL + 700)
@@ -130,7 +130,7 @@ async def test_set_lookup_unset() -> None:
 
 
 async def test_reholding_the_same_hold_is_unchanged() -> None:
-    registry = make_registry()
+    registry = await make_registry()
     first = await registry.set_hold(NORMAL, "nic0", order=2)
     again = await registry.set_hold(NORMAL, "nic0", order=2, actor="nic0")
     assert again.status is SetStatus.UNCHANGED
@@ -139,7 +139,7 @@ async def test_reholding_the_same_hold_is_unchanged() -> None:
 
 
 async def test_a_held_page_is_refused_naming_its_holder() -> None:
-    registry = make_registry()
+    registry = await make_registry()
     await registry.set_hold(NORMAL, "nic0", order=4)
     with pytest.raises(errors.PageHeld) as refused:
         await registry.set_hold(NORMAL + 8, "gpu0")
@@ -150,7 +150,7 @@ async def test_a_held_page_is_refused_naming_its_holder() -> None:
 
 
 async def test_overwrite_replaces_and_reports_the_previous_holds() -> None:
-    registry = make_registry()
+    registry = await make_registry()
     await registry.set_hold(NORMAL, "nic0")
     await registry.set_hold(NORMAL + 1, "gpu0")
     with pytest.raises(errors.Forbidden):
@@ -170,7 +170,7 @@ async def test_overwrite_replaces_and_reports_the_previous_holds() -> None:
 
 
 async def test_where_a_hold_may_not_go() -> None:
-    registry = make_registry()
+    registry = await make_registry()
     with pytest.raises(errors.Misaligned):
         await registry.set_hold(NORMAL + 1, "nic0", order=1)
     with pytest.raises(errors.PfnNotFound):
@@ -194,14 +194,14 @@ async def test_a_hold_may_not_cross_a_zone() -> None:
         '[[zone]]\nnode = 0\nname = "Normal"\nstart_pfn = 1000\nspanned_pages = 4000\n'
     )
     registry = Registry(layout, Handler())
-    registry.add_holder("nic0")
+    await registry.add_holder("nic0")
     with pytest.raises(errors.CrossesZone):
         await registry.set_hold(992, "nic0", order=4)
     assert (await registry.set_hold(992, "nic0", order=3)).status is SetStatus.CREATED
 
 
 async def test_no_hold_starts_in_a_block_that_is_not_online() -> None:
-    registry = make_registry()
+    registry = await make_registry()
     block = NORMAL // 32768 + 1
     registry.block_states[block] = BlockState.GOING_OFFLINE
     with pytest.raises(errors.BlockNotOnline) as refused:
@@ -214,7 +214,7 @@ async def test_no_hold_starts_in_a_block_that_is_not_online() -> None:
 
 
 async def test_unset_rules() -> None:
-    registry = make_registry()
+    registry = await make_registry()
     with pytest.raises(errors.PageNotHeld):
         await registry.unset_hold(NORMAL)
     await registry.set_hold(NORMAL, "nic0", order=6)
@@ -232,7 +232,7 @@ async def test_unset_rules() -> None:
 
 async def test_release_erases_the_hold() -> None:
     handler = Handler()
-    registry = make_registry(handler)
+    registry = await make_registry(handler)
     await registry.set_hold(NORMAL + 64, "nic0", order=6)
     released = await registry.release(NORMAL + 70)
     assert (released.hold.pfn, released.hold.holder.name) == (NORMAL + 64, "nic0")
@@ -243,7 +243,7 @@ async def test_release_erases_the_hold() -> None:
 
 async def test_release_of_a_free_page_or_a_holder_without_handler() -> None:
     handler = Handler()
-    registry = make_registry(handler)
+    registry = await make_registry(handler)
     with pytest.raises(errors.PageNotHeld):
         await registry.release(NORMAL)
     await registry.set_hold(NORMAL, "balloon")
@@ -266,7 +266,7 @@ async def test_release_of_a_free_page_or_a_holder_without_handler() -> None:
 async def test_a_failed_release_leaves_the_page_held(
     answer: str, error: type[errors.PageHolderError]
 ) -> None:
-    registry = make_registry(Handler(answer))
+    registry = await make_registry(Handler(answer))
     await registry.set_hold(NORMAL, "nic0", order=1)
     with pytest.raises(error) as failed:
         await registry.release(NORMAL + 1)
@@ -281,7 +281,7 @@ async def test_a_failed_release_leaves_the_page_held(
 
 
 async def test_a_partial_answer_counts_page_by_page() -> None:
-    registry = make_registry(Handler("partial"))
+    registry = await make_registry(Handler("partial"))
     await registry.set_hold(NORMAL, "nic0")
     await registry.set_hold(NORMAL + 1, "nic0")
     zh = registry.zones[2]
@@ -305,7 +305,7 @@ async def test_a_partial_answer_counts_page_by_page() -> None:
 async def test_fifty_concurrent_releases_make_one_call() -> None:
     gate = asyncio.Event()
     handler = Handler(gate=gate)
-    registry = make_registry(handler)
+    registry = await make_registry(handler)
     await registry.set_hold(NORMAL, "nic0", order=9)
     waiters = [asyncio.create_task(registry.release(NORMAL + i)) for i in range(50)]
     await asyncio.sleep(0.01)
@@ -317,7 +317,7 @@ async def test_fifty_concurrent_releases_make_one_call() -> None:
 
 
 async def test_concurrent_failing_releases_share_the_failure() -> None:
-    registry = make_registry(Handler("refuse"))
+    registry = await make_registry(Handler("refuse"))
     await registry.set_hold(NORMAL, "nic0")
     outcomes = await asyncio.gather(
         *(registry.release(NORMAL) for _ in range(10)), return_exceptions=True
@@ -328,7 +328,7 @@ async def test_concurrent_failing_releases_share_the_failure() -> None:
 
 async def test_a_releasing_page_cannot_be_held_unset_or_overwritten() -> None:
     gate = asyncio.Event()
-    registry = make_registry(Handler(gate=gate))
+    registry = await make_registry(Handler(gate=gate))
     await registry.set_hold(NORMAL, "nic0", order=2)
     release = asyncio.create_task(registry.release(NORMAL))
     await asyncio.sleep(0.01)
@@ -345,7 +345,7 @@ async def test_a_releasing_page_cannot_be_held_unset_or_overwritten() -> None:
 
 async def test_no_zone_lock_is_held_while_the_handler_runs() -> None:
     gate = asyncio.Event()
-    registry = make_registry(Handler(gate=gate))
+    registry = await make_registry(Handler(gate=gate))
     await registry.set_hold(NORMAL, "nic0")
     release = asyncio.create_task(registry.release(NORMAL))
     await asyncio.sleep(0.01)
@@ -360,7 +360,7 @@ async def test_no_zone_lock_is_held_while_the_handler_runs() -> None:
 
 async def test_a_late_success_after_the_page_was_held_again_erases_nothing() -> None:
     gate = asyncio.Event()
-    registry = make_registry(Handler(gate=gate))
+    registry = await make_registry(Handler(gate=gate))
     await registry.set_hold(NORMAL, "nic0", order=3)
     release = asyncio.create_task(registry.release(NORMAL))
     await asyncio.sleep(0.01)
@@ -378,7 +378,7 @@ async def test_a_late_success_after_the_page_was_held_again_erases_nothing() -> 
 async def test_a_caller_giving_up_does_not_cancel_the_shared_release() -> None:
     gate = asyncio.Event()
     handler = Handler(gate=gate)
-    registry = make_registry(handler)
+    registry = await make_registry(handler)
     await registry.set_hold(NORMAL, "nic0")
     impatient = asyncio.create_task(registry.release(NORMAL))
     patient = asyncio.create_task(registry.release(NORMAL))
@@ -393,7 +393,7 @@ async def test_a_caller_giving_up_does_not_cancel_the_shared_release() -> None:
 
 async def test_a_cancelled_release_puts_the_hold_back() -> None:
     gate = asyncio.Event()
-    registry = make_registry(Handler(gate=gate))
+    registry = await make_registry(Handler(gate=gate))
     await registry.set_hold(NORMAL, "nic0")
     waiter = asyncio.create_task(registry.release(NORMAL))
     await asyncio.sleep(0.01)

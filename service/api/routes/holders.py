@@ -24,7 +24,7 @@ async def create_holder(
     url = None if body.release_url is None else _checked_url(state, body.release_url)
     token = new_token("pht")
     secret = new_webhook_secret()
-    holder = registry.add_holder(
+    holder = await registry.add_holder(
         body.name,
         release_url=url,
         timeout_s=body.timeout_s,
