@@ -248,7 +248,8 @@ async def test_a_layout_without_a_stored_hold_refuses_to_start(tmp_path: Path) -
         await api.put(f"/v1/pages/{3 << 20}/hold", json={"holder": "nic0"})
     small = tmp_path / "small.toml"
     small.write_text(
-        'block_size = 134217728\n[[zone]]\nnode = 0\nname = "Normal"\nstart_pfn = 1048576\nspanned_pages = 1048576\n'
+        "block_size = 134217728\n"
+        '[[zone]]\nnode = 0\nname = "Normal"\nstart_pfn = 1048576\nspanned_pages = 1048576\n'
     )
     result = run_serve(
         "--data-dir", str(tmp_path), "--layout", str(small), "--port", str(free_port())
