@@ -12,6 +12,7 @@ import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
 
+from . import commands
 from .api import create_app
 from .api.auth import load_admin_token
 from .layout import LayoutError, MemoryLayout
@@ -88,6 +89,9 @@ def openapi() -> None:
     """Print the OpenAPI document of the HTTP API (what openapi/openapi.json holds)."""
     spec = create_app(Settings(data_dir=":memory:")).openapi()
     sys.stdout.write(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+
+
+commands.register(cli)
 
 
 def main() -> None:
