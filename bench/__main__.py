@@ -1,0 +1,26 @@
+"""Run benchmarks by name: ``python -m bench [NAME ...]`` (no name: all of them)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# NAME -> module with a main(); add a line here for a new benchmark.
+BENCHES = {
+    "radix": "bench.bench_radix",
+}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHES)
+    unknown = [name for name in names if name not in BENCHES]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHES)}")
+        return 2
+    for name in names:
+        importlib.import_module(BENCHES[name]).main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1035 @@
+"""A 64-ary radix tree keyed by page frame number, modelled on the Linux XArray.
+
+Vocabulary (the names this module uses, after ``lib/xarray.c``):
+
+index
+    A page frame number (pfn): a non-negative int. The tree maps aligned ranges
+    of indices to values.
+slot
+    One of the ``CHUNK_SIZE`` (64) positions of a node. A slot is empty
+    (``None``), holds a child node, holds the value of an entry (its canonical
+    slot) or holds a sibling.
+shift
+    A node at shift ``s`` splits its range into 64 slots of ``2**s`` indices each;
+    ``index`` falls in slot ``(index >> s) & CHUNK_MASK``. Leaves have shift 0, each
+    level up adds ``CHUNK_SHIFT``. The root's shift grows as larger indices
+    arrive and shrinks as they leave.
+order
+    An entry of order ``k`` covers the aligned range ``[head, head + 2**k)``,
+    ``0 <= k <= MAX_ORDER``; ``head`` must be a multiple of ``2**k``.
+canonical slot
+    An entry of order ``k`` lives in the node at shift ``6 * (k // 6)`` and takes
+    ``2**(k % 6)`` consecutive slots there. The first one, the canonical slot,
+    holds the value. So an order-9 entry costs 8 slots of a shift-6 node, not
+    512 leaf slots, and an order-18 entry is one slot of a shift-18 node.
+sibling
+    Each other slot of a multi-slot entry holds a ``Sibling`` naming the offset
+    of the canonical slot (one shared instance per offset). A node's
+    ``siblings`` bitmap marks these slots; the run of sibling bits after a
+    canonical slot gives the entry's order, so orders are never stored.
+mark
+    ``MARK_COUNT`` (3) independent bits per entry. A node keeps one bitmap per
+    mark: bit ``i`` is set when slot ``i`` is the canonical slot of a marked entry
+    or holds a child node with any marked entry below it, so a search for
+    marked entries skips unmarked subtrees.
+stamp
+    A signed 64-bit int per entry (0 by default), kept in a per-node
+    ``array('q')`` allocated only when a non-zero stamp arrives in that node. A
+    registry uses it for a per-hold number (a start time, doubling as a
+    generation) without a Python object per hold.
+
+Every node also keeps the number of entries and of pages below it, so counting
+the pages held in an aligned range costs O(height), not O(entries).
+
+Errors: ``ValueError`` for a negative index, an order outside ``0..MAX_ORDER``,
+an index not aligned to its order, a mark outside ``0..MARK_COUNT-1``, a stamp
+outside 64 bits, ``start > end``, or a value that is ``None`` (which, as NULL in
+the XArray, means an empty slot); ``Occupied`` when ``insert`` overlaps an entry;
+``KeyError`` when a mark is set, cleared or read where no entry is.
+
+The tree is not thread-safe and must not be modified while ``items`` or
+``marked`` is being iterated; the registry guards each tree with a lock.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Iterator
+from itertools import compress, repeat
+from operator import is_not
+from typing import NamedTuple, NoReturn
+
+__all__ = [
+    "CHUNK_MASK",
+    "CHUNK_SHIFT",
+    "CHUNK_SIZE",
+    "MARK_COUNT",
+    "MAX_ORDER",
+    "Entry",
+    "Occupied",
+    "RadixTree",
+]
+
+CHUNK_SHIFT = 6
+CHUNK_SIZE = 1 << CHUNK_SHIFT
+CHUNK_MASK = CHUNK_SIZE - 1
+MAX_ORDER = 18
+MARK_COUNT = 3
+
+_FULL = (1 << CHUNK_SIZE) - 1
+_STAMP_MIN = -(1 << 63)
+_STAMP_MAX = (1 << 63) - 1
+# Fewer entries than this in a leaf window are yielded one by one; more go
+# through a C-level zip/compress/map pipeline.
+_PIPELINE_MIN = 16
+
+Marks = tuple[int, int, int]
+_NO_MARKS: Marks = (0, 0, 0)
+
+
+class Entry(NamedTuple):
+    """One entry: ``value`` held for the pages ``[head, head + 2**order)``."""
+
+    head: int
+    order: int
+    value: object
+    stamp: int
+
+
+# tuple.__new__(Entry, fields) skips the Python-level Entry.__new__; it is the
+# cheapest way to build an Entry and matters on the load and items paths.
+_new_entry: Callable[[type[Entry], tuple[int, int, object, int]], Entry] = tuple.__new__
+
+
+class Occupied(Exception):
+    """``insert`` would overlap ``entry`` (the overlapping entry with the lowest head)."""
+
+    def __init__(self, entry: Entry) -> None:
+        super().__init__(entry)
+        self.entry = entry
+
+    def __str__(self) -> str:
+        e = self.entry
+        return f"pages [{e.head}, {e.head + (1 << e.order)}) are occupied"
+
+
+class Sibling:
+    """A non-canonical slot of a multi-slot entry: points at the canonical ``offset``."""
+
+    __slots__ = ("offset",)
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+    def __repr__(self) -> str:
+        return f"Sibling({self.offset})"
+
+
+_SIBLINGS = tuple(Sibling(i) for i in range(CHUNK_SIZE))
+
+
+class Node:
+    """One tree node: ``CHUNK_SIZE`` slots covering ``CHUNK_SIZE << shift`` indices.
+
+    ``bitmap`` has bit ``i`` set when slot ``i`` is not empty, ``siblings`` when it
+    holds a ``Sibling``. ``marks`` holds one bitmap per mark (the shared
+    ``(0, 0, 0)`` when none is set). ``nr_entries`` and ``nr_pages`` count all
+    entries below. ``stamps`` is ``None`` or an ``array('q')`` of
+    ``CHUNK_SIZE >> stamp_shift`` stamps; an entry at canonical offset ``off``
+    keeps its stamp at ``stamps[off >> stamp_shift]``, where ``stamp_shift`` is at
+    most the log2 of the slot count of every entry in the node (a node of
+    order-9 entries needs 8 stamps, not 64); once allocated the array stays until
+    the node is freed. A full node's ``bitmap`` is the one shared ``_FULL`` int.
+    """
+
+    __slots__ = (
+        "shift",
+        "slots",
+        "bitmap",
+        "siblings",
+        "marks",
+        "nr_entries",
+        "nr_pages",
+        "stamps",
+        "stamp_shift",
+    )
+
+    shift: int
+    slots: list[object]
+    bitmap: int
+    siblings: int
+    marks: Marks
+    nr_entries: int
+    nr_pages: int
+    stamps: array[int] | None
+    stamp_shift: int
+
+    def __init__(self, shift: int) -> None:
+        self.shift = shift
+        self.slots = [None] * CHUNK_SIZE
+        self.bitmap = 0
+        self.siblings = 0
+        self.marks = _NO_MARKS
+        self.nr_entries = 0
+        self.nr_pages = 0
+        self.stamps = None
+        self.stamp_shift = 0
+
+    def __repr__(self) -> str:
+        return f"Node(shift={self.shift}, entries={self.nr_entries}, pages={self.nr_pages})"
+
+
+def _span_shift(siblings: int, off: int) -> int:
+    """log2 of the slot count of the entry whose canonical slot is ``off``."""
+    if not siblings:
+        return 0
+    run = siblings >> (off + 1)
+    # ~run & (run + 1) isolates the lowest clear bit: 1 << (number of siblings).
+    return ((~run & (run + 1)).bit_length() - 1).bit_length()
+
+
+def _entry_at(node: Node, base: int, off: int) -> Entry:
+    """The entry whose canonical slot is ``off`` in ``node`` (which starts at ``base``)."""
+    shift = node.shift
+    stamps = node.stamps
+    return _new_entry(
+        Entry,
+        (
+            base + (off << shift),
+            shift + _span_shift(node.siblings, off),
+            node.slots[off],
+            0 if stamps is None else stamps[off >> node.stamp_shift],
+        ),
+    )
+
+
+def _with_mark(marks: Marks, mark: int, bits: int) -> Marks:
+    """``marks`` with the bitmap of ``mark`` replaced by ``bits``."""
+    m0, m1, m2 = marks
+    if mark == 0:
+        m0 = bits
+    elif mark == 1:
+        m1 = bits
+    else:
+        m2 = bits
+    if not (m0 or m1 or m2):
+        return _NO_MARKS
+    return (m0, m1, m2)
+
+
+def _min_span_shift(node: Node) -> int:
+    """The smallest log2 slot count of the entries in ``node``."""
+    siblings = node.siblings
+    if not siblings:
+        return 0
+    canonical = node.bitmap & ~siblings
+    smallest = CHUNK_SHIFT
+    slots = node.slots
+    while canonical:
+        low = canonical & -canonical
+        canonical ^= low
+        off = low.bit_length() - 1
+        if type(slots[off]) is not Node:
+            span = _span_shift(siblings, off)
+            if span < smallest:
+                smallest = span
+    return smallest if smallest < CHUNK_SHIFT else 0
+
+
+def _zero_stamps(stamp_shift: int) -> array[int]:
+    """A zeroed stamp array sized exactly for ``stamp_shift`` (no over-allocation)."""
+    return _ZERO_STAMPS[stamp_shift][:]
+
+
+_ZERO_STAMPS = tuple(array("q", bytes(8 * (CHUNK_SIZE >> g))) for g in range(CHUNK_SHIFT))
+
+
+def _set_stamp(node: Node, off: int, stamp: int) -> None:
+    """Record ``stamp`` for the entry at canonical ``off`` (allocating the array lazily)."""
+    stamps = node.stamps
+    if stamps is None:
+        if not stamp:
+            return
+        shift = _min_span_shift(node)
+        stamps = node.stamps = _zero_stamps(shift)
+        node.stamp_shift = shift
+    stamps[off >> node.stamp_shift] = stamp
+
+
+def _refine_stamps(node: Node, span_shift: int) -> None:
+    """Re-index ``node.stamps`` at a finer ``span_shift`` before a smaller entry arrives."""
+    old = node.stamps
+    assert old is not None
+    old_shift = node.stamp_shift
+    new = _zero_stamps(span_shift)
+    canonical = node.bitmap & ~node.siblings
+    while canonical:
+        low = canonical & -canonical
+        canonical ^= low
+        off = low.bit_length() - 1
+        new[off >> span_shift] = old[off >> old_shift]
+    node.stamps = new
+    node.stamp_shift = span_shift
+
+
+def _path_base(path: list[tuple[Node, int]]) -> int:
+    """Index of the first slot of the node reached through ``path``."""
+    base = 0
+    for parent, off in path:
+        base += off << parent.shift
+    return base
+
+
+def _check_index(index: int, order: int = 0) -> None:
+    if index < 0:
+        raise ValueError(f"index must be non-negative, got {index}")
+    if not 0 <= order <= MAX_ORDER:
+        raise ValueError(f"order must be in 0..{MAX_ORDER}, got {order}")
+    if index & ((1 << order) - 1):
+        raise ValueError(f"index {index} is not aligned to order {order}")
+
+
+def _check_value(value: object) -> None:
+    if value is None or type(value) is Node or type(value) is Sibling:
+        raise ValueError("None (and the tree's own node types) cannot be stored")
+
+
+def _check_stamp(stamp: int) -> None:
+    if not _STAMP_MIN <= stamp <= _STAMP_MAX:
+        raise ValueError(f"stamp must fit in 64 signed bits, got {stamp}")
+
+
+def _check_mark(mark: int) -> None:
+    if not 0 <= mark < MARK_COUNT:
+        raise ValueError(f"mark must be in 0..{MARK_COUNT - 1}, got {mark}")
+
+
+def _check_range(start: int, end: int | None) -> None:
+    if start < 0:
+        raise ValueError(f"start must be non-negative, got {start}")
+    if end is not None and start > end:
+        raise ValueError(f"start {start} is after end {end}")
+
+
+class RadixTree:
+    """A pfn-indexed radix tree of multi-order entries with marks, stamps and counts.
+
+    >>> tree = RadixTree()
+    >>> tree.insert(512, "a", order=9)
+    >>> tree.insert(7, "b", stamp=42)
+    >>> tree.load(700)
+    Entry(head=512, order=9, value='a', stamp=0)
+    >>> len(tree), tree.pages
+    (2, 513)
+    """
+
+    __slots__ = ("_root", "_leaves")
+
+    def __init__(self) -> None:
+        self._root: Node | None = None
+        # Shortcut for load: index >> CHUNK_SHIFT -> the leaf (shift-0 node)
+        # covering it, kept in step with every leaf created or freed.
+        self._leaves: dict[int, Node] = {}
+
+    def __len__(self) -> int:
+        """Number of entries. Runtime complexity: O(1)."""
+        root = self._root
+        return 0 if root is None else root.nr_entries
+
+    @property
+    def pages(self) -> int:
+        """Number of pages covered by all entries. Runtime complexity: O(1)."""
+        root = self._root
+        return 0 if root is None else root.nr_pages
+
+    def __repr__(self) -> str:
+        return f"RadixTree(entries={len(self)}, pages={self.pages})"
+
+    # -- lookup -----------------------------------------------------------
+
+    def load(self, index: int) -> Entry | None:
+        """The entry covering ``index`` (whatever its order), or None.
+
+        Runtime complexity: O(1) for an index in a leaf (one dict lookup),
+        O(height) otherwise.
+
+        >>> tree = RadixTree()
+        >>> tree.insert(64, "x", order=6, stamp=5)
+        >>> tree.load(100)
+        Entry(head=64, order=6, value='x', stamp=5)
+        >>> tree.load(10) is None
+        True
+        """
+        leaf = self._leaves.get(index >> CHUNK_SHIFT)
+        if leaf is not None:
+            # A leaf exists for this chunk, so no entry of order >= 6 covers it.
+            off = index & CHUNK_MASK
+            value = leaf.slots[off]
+            if value is None:
+                return None
+            if not leaf.siblings:
+                stamps = leaf.stamps
+                return _new_entry(Entry, (index, 0, value, 0 if stamps is None else stamps[off]))
+            if type(value) is Sibling:
+                off = value.offset
+            return _entry_at(leaf, index & ~CHUNK_MASK, off)
+        return self._descend_load(index)
+
+    def _descend_load(self, index: int) -> Entry | None:
+        if index < 0:
+            raise ValueError(f"index must be non-negative, got {index}")
+        node = self._root
+        if node is None or index >> (node.shift + CHUNK_SHIFT):
+            return None
+        while True:
+            shift = node.shift
+            off = (index >> shift) & CHUNK_MASK
+            slot = node.slots[off]
+            if slot is None:
+                return None
+            if type(slot) is Node:
+                node = slot
+                continue
+            if type(slot) is Sibling:
+                off = slot.offset
+            span = shift + CHUNK_SHIFT
+            return _entry_at(node, index >> span << span, off)
+
+    def _find(self, index: int) -> tuple[list[tuple[Node, int]], Node, int] | None:
+        """Path to the entry covering ``index``: ([(ancestor, offset)...], node, canonical)."""
+        if index < 0:
+            raise ValueError(f"index must be non-negative, got {index}")
+        node = self._root
+        if node is None or index >> (node.shift + CHUNK_SHIFT):
+            return None
+        path: list[tuple[Node, int]] = []
+        while True:
+            off = (index >> node.shift) & CHUNK_MASK
+            slot = node.slots[off]
+            if slot is None:
+                return None
+            if type(slot) is Node:
+                path.append((node, off))
+                node = slot
+                continue
+            if type(slot) is Sibling:
+                off = slot.offset
+            return path, node, off
+
+    def _find_head(self, index: int) -> tuple[list[tuple[Node, int]], Node, int] | None:
+        """Like ``_find`` but only for the entry whose head is ``index``."""
+        found = self._find(index)
+        if found is None:
+            return None
+        _, node, off = found
+        shift = node.shift
+        if (index >> shift) & CHUNK_MASK != off or index & ((1 << shift) - 1):
+            return None
+        return found
+
+    # -- insertion --------------------------------------------------------
+
+    def insert(self, index: int, value: object, order: int = 0, stamp: int = 0) -> None:
+        """Add ``value`` for the pages ``[index, index + 2**order)``.
+
+        Raises ``Occupied`` (carrying the overlapping entry with the lowest
+        head) if any of those pages is covered, leaving the tree unchanged.
+
+        Runtime complexity: O(height).
+
+        >>> tree = RadixTree()
+        >>> tree.insert(0, "big", order=12)
+        >>> try:
+        ...     tree.insert(4095, "small")
+        ... except Occupied as e:
+        ...     print(e.entry)
+        Entry(head=0, order=12, value='big', stamp=0)
+        """
+        _check_index(index, order)
+        _check_value(value)
+        _check_stamp(stamp)
+        entry_shift = order - order % CHUNK_SHIFT
+        self._grow(index, entry_shift)
+        pages = 1 << order
+        node = self._root
+        assert node is not None
+        # Ancestors' counts are bumped on the way down; an overlap (the rare
+        # case) undoes them, which saves keeping a path.
+        while True:
+            shift = node.shift
+            if shift == entry_shift:
+                break
+            off = (index >> shift) & CHUNK_MASK
+            slot = node.slots[off]
+            if slot is None:
+                slot = Node(shift - CHUNK_SHIFT)
+                node.slots[off] = slot
+                node.bitmap |= 1 << off
+                if not slot.shift:
+                    self._leaves[index >> CHUNK_SHIFT] = slot
+            elif type(slot) is not Node:
+                # An entry of a higher order covers index.
+                if type(slot) is Sibling:
+                    off = slot.offset
+                span = shift + CHUNK_SHIFT
+                self._fail(index, node, pages, _entry_at(node, index >> span << span, off))
+            node.nr_entries += 1
+            node.nr_pages += pages
+            node = slot
+        off = (index >> entry_shift) & CHUNK_MASK
+        span_shift = order - entry_shift
+        window = ((1 << (1 << span_shift)) - 1) << off
+        taken = node.bitmap & window
+        if taken:
+            low = taken & -taken
+            first = low.bit_length() - 1
+            slot = node.slots[first]
+            span = entry_shift + CHUNK_SHIFT
+            base = index >> span << span
+            if type(slot) is Node:
+                conflict = self._first_entry(slot, base + (first << entry_shift))
+            else:
+                if type(slot) is Sibling:
+                    first = slot.offset
+                conflict = _entry_at(node, base, first)
+            self._fail(index, node, pages, conflict)
+        slots = node.slots
+        slots[off] = value
+        if span_shift:
+            sibling = _SIBLINGS[off]
+            for i in range(off + 1, off + (1 << span_shift)):
+                slots[i] = sibling
+            node.siblings |= window ^ (1 << off)
+        bitmap = node.bitmap | window
+        # A full node shares one int for its bitmap (saves 36 bytes a node).
+        node.bitmap = _FULL if bitmap == _FULL else bitmap
+        node.nr_entries += 1
+        node.nr_pages += pages
+        if node.stamps is not None or stamp:
+            if node.stamps is not None and span_shift < node.stamp_shift:
+                _refine_stamps(node, span_shift)
+            _set_stamp(node, off, stamp)
+
+    def _fail(self, index: int, stop: Node, pages: int, conflict: Entry) -> NoReturn:
+        """Undo the counts ``insert`` bumped above ``stop``, then raise Occupied."""
+        node = self._root
+        while node is not stop:
+            assert node is not None
+            node.nr_entries -= 1
+            node.nr_pages -= pages
+            slot = node.slots[(index >> node.shift) & CHUNK_MASK]
+            assert type(slot) is Node
+            node = slot
+        self._shrink()
+        raise Occupied(conflict)
+
+    def _first_entry(self, node: Node, base: int) -> Entry:
+        """The lowest entry below ``node`` (non-empty, starting at ``base``)."""
+        while True:
+            canonical = node.bitmap & ~node.siblings
+            low = canonical & -canonical
+            off = low.bit_length() - 1
+            slot = node.slots[off]
+            if type(slot) is Node:
+                base += off << node.shift
+                node = slot
+                continue
+            return _entry_at(node, base, off)
+
+    def _grow(self, index: int, entry_shift: int) -> None:
+        """Raise the root until it covers ``index`` at a shift >= ``entry_shift``."""
+        root = self._root
+        if root is None:
+            shift = entry_shift
+            while index >> (shift + CHUNK_SHIFT):
+                shift += CHUNK_SHIFT
+            root = self._root = Node(shift)
+            if not shift:
+                self._leaves[0] = root
+            return
+        while root.shift < entry_shift or index >> (root.shift + CHUNK_SHIFT):
+            top = Node(root.shift + CHUNK_SHIFT)
+            top.slots[0] = root
+            top.bitmap = 1
+            top.nr_entries = root.nr_entries
+            top.nr_pages = root.nr_pages
+            m0, m1, m2 = root.marks
+            if m0 or m1 or m2:
+                top.marks = (1 if m0 else 0, 1 if m1 else 0, 1 if m2 else 0)
+            root = top
+        self._root = root
+
+    def _shrink(self) -> None:
+        """Drop root levels whose only occupied slot 0 is a node (as xas_shrink)."""
+        root = self._root
+        while root is not None:
+            if not root.bitmap:
+                if not root.shift:
+                    del self._leaves[0]
+                root = None
+                break
+            child = root.slots[0]
+            if root.bitmap != 1 or type(child) is not Node:
+                break
+            root.slots[0] = None
+            root = child
+        self._root = root
+
+    def store(self, index: int, value: object, order: int = 0, stamp: int = 0) -> list[Entry]:
+        """Put ``value`` on ``[index, index + 2**order)``, erasing whatever overlaps.
+
+        Returns the erased entries in ascending order (their marks are dropped;
+        the new entry starts unmarked).
+
+        Runtime complexity: O(height * (1 + k)) for k replaced entries.
+
+        >>> tree = RadixTree()
+        >>> tree.insert(1, "a")
+        >>> tree.insert(3, "b")
+        >>> [e.value for e in tree.store(0, "c", order=2)]
+        ['a', 'b']
+        >>> list(tree.items())
+        [Entry(head=0, order=2, value='c', stamp=0)]
+        """
+        _check_index(index, order)
+        _check_value(value)
+        _check_stamp(stamp)
+        replaced = list(self._walk(index, index + (1 << order), -1))
+        for entry in replaced:
+            found = self._find_head(entry.head)
+            assert found is not None
+            self._remove(*found)
+        self.insert(index, value, order, stamp)
+        return replaced
+
+    def cmpxchg(
+        self, index: int, old: object, new: object, stamp: int | None = None
+    ) -> Entry | None:
+        """If the entry whose head is ``index`` holds ``old`` (``is``), make it hold ``new``.
+
+        The order and marks are kept; the stamp is replaced when ``stamp`` is
+        given. Returns the entry as it was before (compare its value with
+        ``old`` to learn whether the exchange happened), or None when no entry
+        has that head.
+
+        Runtime complexity: O(height).
+
+        >>> tree = RadixTree()
+        >>> a, b = "a", "b"
+        >>> tree.insert(8, a, order=3)
+        >>> tree.cmpxchg(8, a, b, stamp=9).value
+        'a'
+        >>> tree.load(9)
+        Entry(head=8, order=3, value='b', stamp=9)
+        """
+        _check_index(index)
+        _check_value(new)
+        if stamp is not None:
+            _check_stamp(stamp)
+        found = self._find_head(index)
+        if found is None:
+            return None
+        _, node, off = found
+        shift = node.shift
+        previous = _entry_at(node, index & ~((CHUNK_SIZE << shift) - 1), off)
+        if previous.value is old:
+            node.slots[off] = new
+            if stamp is not None:
+                _set_stamp(node, off, stamp)
+        return previous
+
+    # -- removal ----------------------------------------------------------
+
+    def erase(self, index: int) -> Entry | None:
+        """Remove the entry whose head is ``index``; return it, or None.
+
+        An index inside an entry but not its head removes nothing. Emptied
+        nodes are freed and the root shrinks.
+
+        Runtime complexity: O(height).
+        """
+        _check_index(index)
+        found = self._find_head(index)
+        if found is None:
+            return None
+        return self._remove(*found)
+
+    def _remove(self, path: list[tuple[Node, int]], node: Node, off: int) -> Entry:
+        shift = node.shift
+        entry = _entry_at(node, _path_base(path), off)
+        slots_taken = 1 << (entry.order - shift)
+        window = ((1 << slots_taken) - 1) << off
+        slots = node.slots
+        for i in range(off, off + slots_taken):
+            slots[i] = None
+        node.bitmap &= ~window
+        node.siblings &= ~window
+        if node.stamps is not None:
+            node.stamps[off >> node.stamp_shift] = 0
+        bit = 1 << off
+        marks = node.marks
+        cleared = [m for m in range(MARK_COUNT) if marks[m] & bit]
+        for m in cleared:
+            node.marks = _with_mark(node.marks, m, node.marks[m] & ~bit)
+        pages = 1 << entry.order
+        node.nr_entries -= 1
+        node.nr_pages -= pages
+        for parent, _ in path:
+            parent.nr_entries -= 1
+            parent.nr_pages -= pages
+        child = node
+        for parent, poff in reversed(path):
+            bit = 1 << poff
+            if not child.bitmap:
+                parent.slots[poff] = None
+                parent.bitmap &= ~bit
+                if not child.shift:
+                    del self._leaves[entry.head >> CHUNK_SHIFT]
+                pmarks = parent.marks
+                cleared = [m for m in range(MARK_COUNT) if pmarks[m] & bit]
+            else:
+                cleared = [m for m in cleared if not child.marks[m]]
+                if not cleared:
+                    break
+            for m in cleared:
+                parent.marks = _with_mark(parent.marks, m, parent.marks[m] & ~bit)
+            child = parent
+        self._shrink()
+        return entry
+
+    # -- marks ------------------------------------------------------------
+
+    def set_mark(self, index: int, mark: int) -> None:
+        """Set ``mark`` on the entry covering ``index``; KeyError if none does.
+
+        Runtime complexity: O(height).
+
+        >>> tree = RadixTree()
+        >>> tree.insert(0, "a", order=1)
+        >>> tree.set_mark(1, 2)
+        >>> tree.get_mark(0, 2), tree.get_mark(0, 0)
+        (True, False)
+        """
+        _check_mark(mark)
+        path, node, off = self._found(index)
+        bit = 1 << off
+        if node.marks[mark] & bit:
+            return
+        node.marks = _with_mark(node.marks, mark, node.marks[mark] | bit)
+        for parent, poff in reversed(path):
+            bit = 1 << poff
+            bits = parent.marks[mark]
+            if bits & bit:
+                break
+            parent.marks = _with_mark(parent.marks, mark, bits | bit)
+
+    def clear_mark(self, index: int, mark: int) -> None:
+        """Clear ``mark`` on the entry covering ``index``; KeyError if none does.
+
+        Runtime complexity: O(height).
+        """
+        _check_mark(mark)
+        path, node, off = self._found(index)
+        bit = 1 << off
+        if not node.marks[mark] & bit:
+            return
+        node.marks = _with_mark(node.marks, mark, node.marks[mark] & ~bit)
+        child = node
+        for parent, poff in reversed(path):
+            if child.marks[mark]:
+                break
+            parent.marks = _with_mark(parent.marks, mark, parent.marks[mark] & ~(1 << poff))
+            child = parent
+
+    def get_mark(self, index: int, mark: int) -> bool:
+        """Whether the entry covering ``index`` has ``mark``; KeyError if none covers it.
+
+        Runtime complexity: O(height).
+        """
+        _check_mark(mark)
+        _, node, off = self._found(index)
+        return bool(node.marks[mark] >> off & 1)
+
+    def _found(self, index: int) -> tuple[list[tuple[Node, int]], Node, int]:
+        found = self._find(index)
+        if found is None:
+            raise KeyError(index)
+        return found
+
+    # -- iteration --------------------------------------------------------
+
+    def items(self, start: int = 0, end: int | None = None) -> Iterator[Entry]:
+        """Entries intersecting ``[start, end)`` in ascending order of head.
+
+        An entry that starts before ``start`` but covers it comes first. The
+        iterator is lazy; to page through a large range call again with
+        ``start = last.head + 2**last.order``.
+
+        Runtime complexity: O(height + k) for k entries yielded.
+
+        >>> tree = RadixTree()
+        >>> tree.insert(0, "a", order=4)
+        >>> tree.insert(20, "b")
+        >>> [(e.head, e.order) for e in tree.items(5, 21)]
+        [(0, 4), (20, 0)]
+        """
+        _check_range(start, end)
+        return self._walk(start, end, -1)
+
+    def marked(self, mark: int, start: int = 0, end: int | None = None) -> Iterator[Entry]:
+        """Entries with ``mark`` intersecting ``[start, end)``, ascending.
+
+        Subtrees without the mark are skipped through the node mark bitmaps.
+
+        Runtime complexity: O(height * (1 + k)) for k entries yielded.
+
+        >>> tree = RadixTree()
+        >>> for pfn in range(4):
+        ...     tree.insert(pfn, pfn)
+        >>> tree.set_mark(2, 1)
+        >>> [e.head for e in tree.marked(1)]
+        [2]
+        """
+        _check_mark(mark)
+        _check_range(start, end)
+        return self._walk(start, end, mark)
+
+    def _walk(self, start: int, end: int | None, mark: int) -> Iterator[Entry]:
+        """Entries intersecting [start, end): all of them (mark < 0) or those marked."""
+        root = self._root
+        if root is None:
+            return
+        top = CHUNK_SIZE << root.shift
+        if end is None or end > top:
+            end = top
+        if start >= end:
+            return
+        stack: list[tuple[Node, int, int]] = []
+        node = root
+        base = 0
+        while True:
+            # Entering node (which starts at base): pick the slots to visit.
+            shift = node.shift
+            slots = node.slots
+            siblings = node.siblings
+            pending = node.bitmap & ~siblings if mark < 0 else node.marks[mark]
+            first = 0
+            last = CHUNK_MASK
+            if start > base or base + (CHUNK_SIZE << shift) > end:
+                # A boundary node: clip the slots to [start, end).
+                if start > base:
+                    first = (start - base) >> shift
+                last = (end - 1 - base) >> shift
+                if last > CHUNK_MASK:
+                    last = CHUNK_MASK
+                pending = (pending >> first << first) & ((2 << last) - 1)
+            if first and siblings >> first & 1:
+                # start falls inside an entry whose canonical slot is before it.
+                slot = slots[first]
+                assert type(slot) is Sibling
+                if mark < 0 or node.marks[mark] >> slot.offset & 1:
+                    yield _entry_at(node, base, slot.offset)
+            if not shift and not siblings and mark < 0 and pending.bit_count() >= _PIPELINE_MIN:
+                # A leaf of order-0 entries: build its entries in C.
+                hi = last + 1
+                chunk = slots[first:hi]
+                stamps = node.stamps
+                rows: Iterator[tuple[int, int, object, int]] = zip(
+                    range(base + first, base + hi),
+                    repeat(0),
+                    chunk,
+                    repeat(0) if stamps is None else stamps[first:hi],
+                )
+                if pending >> first != (1 << (hi - first)) - 1:
+                    rows = compress(rows, map(is_not, chunk, repeat(None)))
+                yield from map(_new_entry, repeat(Entry), rows)
+                pending = 0
+            stamps = node.stamps
+            while True:
+                if pending:
+                    low = pending & -pending
+                    pending ^= low
+                    off = low.bit_length() - 1
+                    slot = slots[off]
+                    if type(slot) is Node:
+                        if slot.nr_entries == 1:
+                            # A subtree of one entry, as in sparse trees: no push.
+                            entry = self._first_entry(slot, base + (off << shift))
+                            if entry.head < end and entry.head + (1 << entry.order) > start:
+                                yield entry
+                            continue
+                        stack.append((node, base, pending))
+                        node = slot
+                        base += off << shift
+                        break
+                    if siblings:
+                        run = siblings >> (off + 1)
+                        order = shift + ((~run & (run + 1)).bit_length() - 1).bit_length()
+                    else:
+                        order = shift
+                    yield _new_entry(
+                        Entry,
+                        (
+                            base + (off << shift),
+                            order,
+                            slot,
+                            0 if stamps is None else stamps[off >> node.stamp_shift],
+                        ),
+                    )
+                elif stack:
+                    node, base, pending = stack.pop()
+                    shift = node.shift
+                    slots = node.slots
+                    siblings = node.siblings
+                    stamps = node.stamps
+                else:
+                    return
+
+    # -- counting ---------------------------------------------------------
+
+    def count_pages(self, start: int, end: int) -> int:
+        """Pages of ``[start, end)`` covered by entries (entries clipped to the range).
+
+        Fully covered nodes answer from their page count, so an aligned range
+        costs O(height); a ragged one descends only into its two boundary nodes.
+
+        Runtime complexity: O(height) (at most CHUNK_SIZE slots per level).
+
+        >>> tree = RadixTree()
+        >>> tree.insert(0, "a", order=9)
+        >>> tree.count_pages(0, 32768), tree.count_pages(500, 600)
+        (512, 12)
+        """
+        _check_range(start, end)
+        root = self._root
+        if root is None or start >= end:
+            return 0
+        return self._count(root, 0, start, end, True)
+
+    def count_entries(self, start: int, end: int) -> int:
+        """Entries intersecting ``[start, end)``.
+
+        Runtime complexity: O(height) (at most CHUNK_SIZE slots per level).
+        """
+        _check_range(start, end)
+        root = self._root
+        if root is None or start >= end:
+            return 0
+        return self._count(root, 0, start, end, False)
+
+    def _count(self, node: Node, base: int, start: int, end: int, pages: bool) -> int:
+        shift = node.shift
+        if start <= base and base + (CHUNK_SIZE << shift) <= end:
+            return node.nr_pages if pages else node.nr_entries
+        slots = node.slots
+        siblings = node.siblings
+        first = (start - base) >> shift if start > base else 0
+        last = (end - 1 - base) >> shift
+        if last > CHUNK_MASK:
+            last = CHUNK_MASK
+        pending = (node.bitmap & ~siblings) >> first << first & ((2 << last) - 1)
+        total = 0
+        if first and siblings >> first & 1:
+            slot = slots[first]
+            assert type(slot) is Sibling
+            pending |= 1 << slot.offset
+        size = 1 << shift
+        while pending:
+            low = pending & -pending
+            pending ^= low
+            off = low.bit_length() - 1
+            slot = slots[off]
+            head = base + (off << shift)
+            if type(slot) is Node:
+                if start <= head and head + size <= end:
+                    total += slot.nr_pages if pages else slot.nr_entries
+                else:
+                    total += self._count(slot, head, start, end, pages)
+            elif pages:
+                tail = head + (size << _span_shift(siblings, off))
+                total += (tail if tail < end else end) - (head if head > start else start)
+            else:
+                total += 1
+        return total
+
+    # -- invariants -------------------------------------------------------
+
+    def _check(self) -> None:
+        """Assert every structural invariant. Runtime complexity: O(n)."""
+        root = self._root
+        leaves: dict[int, Node] = {}
+        if root is None:
+            assert not self._leaves, "leaf shortcut outlived the tree"
+            return
+        assert root.shift % CHUNK_SHIFT == 0 and root.shift >= 0
+        assert root.bitmap, "empty root"
+        assert not (root.bitmap == 1 and type(root.slots[0]) is Node), "root can shrink"
+        self._check_node(root, 0, leaves)
+        assert leaves == self._leaves, "leaf shortcut out of step with the leaves"
+        assert all(self._leaves[k] is leaves[k] for k in leaves)
+
+    def _check_node(self, node: Node, base: int, leaves: dict[int, Node]) -> tuple[int, int]:
+        shift = node.shift
+        slots = node.slots
+        assert len(slots) == CHUNK_SIZE
+        assert base % (CHUNK_SIZE << shift) == 0
+        assert isinstance(node.marks, tuple) and len(node.marks) == MARK_COUNT
+        assert any(node.marks) or node.marks is _NO_MARKS, "unshared all-zero marks"
+        if not shift:
+            leaves[base >> CHUNK_SHIFT] = node
+        bitmap = siblings = 0
+        entries = pages = 0
+        marks = [0] * MARK_COUNT
+        spans: list[int] = []
+        off = 0
+        while off < CHUNK_SIZE:
+            slot = slots[off]
+            bit = 1 << off
+            if slot is None:
+                off += 1
+                continue
+            bitmap |= bit
+            assert type(slot) is not Sibling, f"stray sibling at {off} in {node}"
+            if type(slot) is Node:
+                assert slot.shift == shift - CHUNK_SHIFT, "child at the wrong shift"
+                assert slot.bitmap, "empty node left in the tree"
+                n, p = self._check_node(slot, base + (off << shift), leaves)
+                entries += n
+                pages += p
+                for m in range(MARK_COUNT):
+                    if slot.marks[m]:
+                        marks[m] |= bit
+                off += 1
+                continue
+            span_shift = _span_shift(node.siblings, off)
+            assert span_shift < CHUNK_SHIFT, "entry belongs one level up"
+            assert shift + span_shift <= MAX_ORDER, "entry above MAX_ORDER"
+            count = 1 << span_shift
+            assert off % count == 0, "multi-slot entry misaligned"
+            for i in range(off + 1, off + count):
+                assert slots[i] is _SIBLINGS[off], f"slot {i} is not a sibling of {off}"
+                bitmap |= 1 << i
+                siblings |= 1 << i
+            entries += 1
+            pages += 1 << (shift + span_shift)
+            spans.append(span_shift)
+            for m in range(MARK_COUNT):
+                marks[m] |= node.marks[m] & bit
+            off += count
+        assert node.bitmap == bitmap, f"occupancy bitmap wrong in {node}"
+        assert node.siblings == siblings, f"sibling bitmap wrong in {node}"
+        assert list(node.marks) == marks, f"mark bitmaps wrong in {node}"
+        assert node.nr_entries == entries, f"entry count wrong in {node}"
+        assert node.nr_pages == pages, f"page count wrong in {node}"
+        stamps = node.stamps
+        if stamps is not None:
+            g = node.stamp_shift
+            assert isinstance(stamps, array) and stamps.typecode == "q"
+            assert len(stamps) == CHUNK_SIZE >> g
+            assert all(g <= s for s in spans), "stamp array too coarse"
+            canonical = bitmap & ~siblings
+            for i, value in enumerate(stamps):
+                if value:
+                    assert canonical >> (i << g) & 1, "stamp without an entry"
+                    assert type(slots[i << g]) is not Node, "stamp on a child node"
+        return entries, pages
