@@ -290,3 +290,44 @@ async def test_a_full_disk_refuses_writes_and_keeps_reads(tmp_path: Path) -> Non
             assert (await api.get(f"/v1/pages/{NORMAL}")).json()["held"] is True
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.integration
+async def test_sigterm_finishes_in_flight_requests_and_closes_the_store(tmp_path: Path) -> None:
+    from pageholder.client import ReleaseReceiver, ReleaseRequest, serve_receiver
+
+    port = free_port()
+    log = tmp_path / "server.log"
+    started = asyncio.Event()
+
+    async def slow(request: ReleaseRequest) -> None:
+        started.set()
+        await asyncio.sleep(1.0)
+
+    with server_process(tmp_path / "data", port, log) as process:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=30
+        ) as api:
+            created = (await api.post("/v1/holders", json={"name": "nic0"})).json()
+            running = await serve_receiver(ReleaseReceiver(created["webhook_secret"], slow))
+            try:
+                await api.patch("/v1/holders/nic0", json={"release_url": running.url})
+                await api.put(f"/v1/pages/{NORMAL}/hold", json={"holder": "nic0"})
+                await api.put(f"/v1/pages/{NORMAL + 1}/hold", json={"holder": "nic0"})
+                release = asyncio.create_task(api.post(f"/v1/pages/{NORMAL}/release"))
+                await asyncio.wait_for(started.wait(), 10)
+                process.send_signal(signal.SIGTERM)
+                response = await release
+                assert response.status_code == 200, response.text
+            finally:
+                await running.close()
+        # uvicorn shuts down gracefully, then re-raises SIGTERM to exit with it
+        assert await asyncio.to_thread(process.wait, 20) in (0, -signal.SIGTERM)
+    text = log.read_text()
+    assert "Traceback" not in text and "ERROR" not in text
+    # the store was closed cleanly: its last connection checkpointed and removed the WAL
+    assert not (tmp_path / "data" / (store_module.DB_FILE + "-wal")).exists()
+    with server_process(tmp_path / "data", port, log):
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTH) as api:
+            items = (await api.get("/v1/pages")).json()["items"]
+    assert [h["pfn"] for h in items] == [NORMAL + 1]
