@@ -1,5 +1,12 @@
 """pageholder client: talk to a pageholder registry, and answer its release calls.
 
+``PageHolderClient`` (blocking) and ``AsyncPageHolderClient`` (asyncio) call every
+endpoint of the registry's HTTP API and return frozen dataclasses (``Holder``, ``Hold``,
+``Block``, ``OfflineReport``, ...). A problem answer raises the ``PageHolderError``
+subclass of its ``code`` (``PageHeld``, ``OfflineFailed``, ...; ``EXCEPTIONS_BY_CODE``
+is the table), a request without an answer a ``TransportError``; both are
+``ClientError``. ``Timeout`` and ``Retry`` configure a client.
+
 ``ReleaseReceiver`` is the holder's side of the release webhook: an ASGI app that
 verifies the registry's signed ``page.release`` calls and hands each one, as a
 ``ReleaseRequest``, to the subsystem's callback, whose ``ReleaseResult`` is the answer.
@@ -8,6 +15,62 @@ verifies the registry's signed ``page.release`` calls and hands each one, as a
 
 from __future__ import annotations
 
+from ._client import AsyncPageHolderClient, PageHolderClient
+from ._config import Retry, Timeout
+from ._exceptions import (
+    EXCEPTIONS_BY_CODE,
+    BlockNotFound,
+    BlockNotOffline,
+    BlockNotOnline,
+    ClientError,
+    Conflict,
+    ConnectError,
+    CrossesZone,
+    Forbidden,
+    HolderExists,
+    HolderHasHolds,
+    HolderNotFound,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    Misaligned,
+    MultizoneBlock,
+    NoReleaseHandler,
+    NotFound,
+    NotHead,
+    NotReady,
+    OfflineFailed,
+    PageHeld,
+    PageHolderError,
+    PageNotHeld,
+    PageReleasing,
+    PayloadTooLarge,
+    PfnNotFound,
+    ReleaseFailed,
+    ReleaseTimeout,
+    StorageUnavailable,
+    TimeoutException,
+    TransportError,
+    Unauthorized,
+    UnexpectedResponse,
+    exception_for_code,
+)
+from ._models import (
+    BatchResult,
+    Block,
+    BlockPage,
+    FieldError,
+    Hold,
+    Holder,
+    HolderCreated,
+    HoldPage,
+    HoldResult,
+    OfflineFailure,
+    OfflineReport,
+    PageInfo,
+    Released,
+    Zone,
+)
 from ._receiver import (
     Page,
     ReleaseReceiver,
@@ -18,10 +81,64 @@ from ._receiver import (
 )
 
 __all__ = [
+    "AsyncPageHolderClient",
+    "BatchResult",
+    "Block",
+    "BlockNotFound",
+    "BlockNotOffline",
+    "BlockNotOnline",
+    "BlockPage",
+    "ClientError",
+    "Conflict",
+    "ConnectError",
+    "CrossesZone",
+    "EXCEPTIONS_BY_CODE",
+    "FieldError",
+    "Forbidden",
+    "Hold",
+    "HoldPage",
+    "HoldResult",
+    "Holder",
+    "HolderCreated",
+    "HolderExists",
+    "HolderHasHolds",
+    "HolderNotFound",
+    "InternalError",
+    "InvalidRequest",
+    "MethodNotAllowed",
+    "Misaligned",
+    "MultizoneBlock",
+    "NoReleaseHandler",
+    "NotFound",
+    "NotHead",
+    "NotReady",
+    "OfflineFailed",
+    "OfflineFailure",
+    "OfflineReport",
     "Page",
+    "PageHeld",
+    "PageHolderClient",
+    "PageHolderError",
+    "PageInfo",
+    "PageNotHeld",
+    "PageReleasing",
+    "PayloadTooLarge",
+    "PfnNotFound",
+    "ReleaseFailed",
     "ReleaseReceiver",
     "ReleaseRequest",
     "ReleaseResult",
+    "ReleaseTimeout",
+    "Released",
+    "Retry",
     "RunningReceiver",
+    "StorageUnavailable",
+    "Timeout",
+    "TimeoutException",
+    "TransportError",
+    "Unauthorized",
+    "UnexpectedResponse",
+    "Zone",
+    "exception_for_code",
     "serve_receiver",
 ]

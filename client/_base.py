@@ -1,0 +1,351 @@
+"""What the sync and async clients share: every endpoint as a ``Call``, and its answer.
+
+A ``Call`` is one API request (method, path, query, JSON body) with the function that
+turns a successful answer into the result. ``BaseClient`` builds them (one method per
+endpoint, named like the client's), decides whether a failed attempt is retried, and
+turns answers into results or exceptions; ``PageHolderClient`` and
+``AsyncPageHolderClient`` only send them, so the two differ only in ``await``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from ._config import Retry, Timeout
+from ._exceptions import UnexpectedResponse, error_from_problem
+from ._models import (
+    BatchResult,
+    Block,
+    BlockPage,
+    Holder,
+    HolderCreated,
+    HoldPage,
+    HoldResult,
+    OfflineReport,
+    PageInfo,
+    Released,
+    Zone,
+    parse,
+)
+
+__all__ = ["UNSET", "BaseClient", "Call", "PageSpec", "RangeSpec", "Unset"]
+
+T = TypeVar("T")
+
+#: Methods whose calls are retried: repeating them has the effect of doing them once.
+IDEMPOTENT: Final = frozenset({"GET", "PUT", "DELETE"})
+#: Slack on top of an offline's deadline before the client stops waiting for its answer.
+OFFLINE_SLACK_S: Final = 5.0
+USER_AGENT: Final = "pageholder-client/0.1"
+
+#: A page of a batch: a pfn (order 0) or ``(pfn, order)``.
+PageSpec = int | tuple[int, int]
+#: A range of a batch: ``(start_pfn, nr_pages)`` order-0 pages.
+RangeSpec = tuple[int, int]
+
+
+class Unset(enum.Enum):
+    """The type of ``UNSET``: "leave this field as it is" where None means "clear it"."""
+
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = Unset.UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One API request and how to read its successful answer."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    params: Mapping[str, str | int | float | bool] | None = None
+    json: Any = None
+    read_timeout: float | None = None
+    retry: bool = True
+
+    @property
+    def retryable(self) -> bool:
+        """Only idempotent calls are retried: doing them twice is doing them once."""
+        return self.retry and self.method in IDEMPOTENT
+
+
+def _json(cls: type[T]) -> Callable[[httpx.Response], T]:
+    def read(response: httpx.Response) -> T:
+        return parse(cls, response.json())
+
+    return read
+
+
+def _items(cls: type[T]) -> Callable[[httpx.Response], list[T]]:
+    def read(response: httpx.Response) -> list[T]:
+        return [parse(cls, item) for item in response.json()["items"]]
+
+    return read
+
+
+def _nothing(response: httpx.Response) -> None:
+    return None
+
+
+def _text(response: httpx.Response) -> str:
+    return response.text
+
+
+def _ok(response: httpx.Response) -> bool:
+    return bool(response.json()["status"] == "ok")
+
+
+def _results(response: httpx.Response) -> list[BatchResult]:
+    return [parse(BatchResult, item) for item in response.json()["results"]]
+
+
+def _query(**values: str | int | float | bool | None) -> dict[str, str | int | float | bool]:
+    """The given query parameters; None ones are left out (the server's default)."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _segment(value: str | int) -> str:
+    return quote(str(value), safe="")
+
+
+def _batch(
+    pages: Iterable[PageSpec], ranges: Iterable[RangeSpec]
+) -> dict[str, list[dict[str, int]]]:
+    return {
+        "pages": [
+            {"pfn": p, "order": 0} if isinstance(p, int) else {"pfn": p[0], "order": p[1]}
+            for p in pages
+        ],
+        "ranges": [{"start_pfn": start, "nr_pages": n} for start, n in ranges],
+    }
+
+
+class BaseClient:
+    """Request building and answer reading, shared by both clients."""
+
+    def __init__(
+        self, url: str, token: str | None, *, timeout: Timeout | float, retry: Retry
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = Timeout.of(timeout)
+        self.retry = retry
+        self.headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if token is not None:
+            self.headers["Authorization"] = f"Bearer {token}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    # -- sending: what the subclasses call around their send ----------------------------
+
+    def _request(self, http: httpx.Client | httpx.AsyncClient, call: Call[Any]) -> httpx.Request:
+        timeout = self.timeout
+        if call.read_timeout is not None:
+            timeout = timeout.at_least(call.read_timeout)
+        return http.build_request(
+            call.method,
+            self.url + call.path,
+            params=call.params,
+            json=call.json,
+            headers=self.headers,
+            timeout=timeout.to_httpx(),
+        )
+
+    def _retry_after_error(self, call: Call[Any], attempt: int) -> float | None:
+        """Seconds to wait before retrying after a transport error, or None: give up."""
+        if not call.retryable or attempt >= self.retry.attempts:
+            return None
+        return self.retry.backoff(attempt)
+
+    def _retry_after_answer(
+        self, call: Call[Any], attempt: int, response: httpx.Response
+    ) -> float | None:
+        """Seconds to wait before retrying after this answer, or None: it is final."""
+        if (
+            not call.retryable
+            or attempt >= self.retry.attempts
+            or response.status_code not in self.retry.statuses
+        ):
+            return None
+        return self.retry.delay(attempt, response.headers.get("Retry-After"))
+
+    def _result(self, call: Call[T], response: httpx.Response) -> T:
+        """The result of a final answer, or the exception its problem document names."""
+        status = response.status_code
+        if status >= 400:
+            raise error_from_problem(status, _problem(response))
+        if not 200 <= status < 300:
+            raise UnexpectedResponse(
+                f"{call.method} {call.path}: unexpected HTTP {status}", status=status
+            )
+        try:
+            return call.parse(response)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UnexpectedResponse(
+                f"{call.method} {call.path}: HTTP {status} with an unexpected body: {exc}",
+                status=status,
+            ) from exc
+
+    # -- holders --------------------------------------------------------------------------
+
+    def _create_holder(
+        self,
+        name: str,
+        release_url: str | None,
+        timeout_s: float | None,
+        description: str | None,
+    ) -> Call[HolderCreated]:
+        body: dict[str, Any] = {"name": name, "release_url": release_url}
+        if timeout_s is not None:
+            body["timeout_s"] = timeout_s
+        if description is not None:
+            body["description"] = description
+        return Call("POST", "/v1/holders", _json(HolderCreated), json=body)
+
+    def _list_holders(self) -> Call[list[Holder]]:
+        return Call("GET", "/v1/holders", _items(Holder))
+
+    def _get_holder(self, name: str) -> Call[Holder]:
+        return Call("GET", f"/v1/holders/{_segment(name)}", _json(Holder))
+
+    def _update_holder(
+        self,
+        name: str,
+        release_url: str | None | Unset,
+        timeout_s: float | None,
+        description: str | None,
+    ) -> Call[Holder]:
+        body: dict[str, Any] = {}
+        if release_url is not UNSET:
+            body["release_url"] = release_url
+        if timeout_s is not None:
+            body["timeout_s"] = timeout_s
+        if description is not None:
+            body["description"] = description
+        return Call("PATCH", f"/v1/holders/{_segment(name)}", _json(Holder), json=body)
+
+    def _delete_holder(self, name: str, force: bool) -> Call[None]:
+        params = {"force": "true"} if force else None
+        return Call("DELETE", f"/v1/holders/{_segment(name)}", _nothing, params=params)
+
+    # -- pages ----------------------------------------------------------------------------
+
+    def _get_page(self, pfn: int) -> Call[PageInfo]:
+        return Call("GET", f"/v1/pages/{_segment(pfn)}", _json(PageInfo))
+
+    def _hold(self, pfn: int, holder: str | None, order: int, overwrite: bool) -> Call[HoldResult]:
+        body: dict[str, Any] = {"order": order, "overwrite": overwrite}
+        if holder is not None:
+            body["holder"] = holder
+        return Call("PUT", f"/v1/pages/{_segment(pfn)}/hold", _json(HoldResult), json=body)
+
+    def _unset(self, pfn: int) -> Call[None]:
+        return Call("DELETE", f"/v1/pages/{_segment(pfn)}/hold", _nothing)
+
+    def _release(self, pfn: int) -> Call[Released]:
+        return Call("POST", f"/v1/pages/{_segment(pfn)}/release", _json(Released))
+
+    def _list_holds(
+        self, start: int, end: int | None, holder: str | None, limit: int | None, cursor: str | None
+    ) -> Call[HoldPage]:
+        params = _query(start=start, end=end, holder=holder, limit=limit, cursor=cursor)
+        return Call("GET", "/v1/pages", _json(HoldPage), params=params)
+
+    # -- batches --------------------------------------------------------------------------
+
+    def _batch_set(
+        self,
+        holder: str | None,
+        pages: Iterable[PageSpec],
+        ranges: Iterable[RangeSpec],
+        overwrite: bool,
+        atomic: bool,
+    ) -> Call[list[BatchResult]]:
+        body: dict[str, Any] = {"overwrite": overwrite, "atomic": atomic, **_batch(pages, ranges)}
+        if holder is not None:
+            body["holder"] = holder
+        return Call("POST", "/v1/holds/batch-set", _results, json=body)
+
+    def _batch_unset(
+        self,
+        holder: str | None,
+        pages: Iterable[PageSpec],
+        ranges: Iterable[RangeSpec],
+        atomic: bool,
+    ) -> Call[list[BatchResult]]:
+        body: dict[str, Any] = {"atomic": atomic, **_batch(pages, ranges)}
+        if holder is not None:
+            body["holder"] = holder
+        return Call("POST", "/v1/holds/batch-unset", _results, json=body)
+
+    # -- zones and blocks -----------------------------------------------------------------
+
+    def _list_zones(self) -> Call[list[Zone]]:
+        return Call("GET", "/v1/zones", _items(Zone))
+
+    def _list_blocks(
+        self,
+        state: str | None,
+        zone: str | None,
+        held: bool | None,
+        limit: int | None,
+        cursor: str | None,
+    ) -> Call[BlockPage]:
+        held_text = None if held is None else ("true" if held else "false")
+        params = _query(state=state, zone=zone, held=held_text, limit=limit, cursor=cursor)
+        return Call("GET", "/v1/blocks", _json(BlockPage), params=params)
+
+    def _get_block(self, block_id: int) -> Call[Block]:
+        return Call("GET", f"/v1/blocks/{_segment(block_id)}", _json(Block))
+
+    def _offline_block(self, block_id: int, deadline_s: float) -> Call[OfflineReport]:
+        return Call(
+            "POST",
+            f"/v1/blocks/{_segment(block_id)}/offline",
+            _json(OfflineReport),
+            json={"deadline_s": deadline_s},
+            read_timeout=deadline_s + OFFLINE_SLACK_S,
+        )
+
+    def _online_block(self, block_id: int) -> Call[Block]:
+        return Call("POST", f"/v1/blocks/{_segment(block_id)}/online", _json(Block))
+
+    # -- health ---------------------------------------------------------------------------
+
+    def _healthz(self) -> Call[bool]:
+        return Call("GET", "/healthz", _ok)
+
+    def _readyz(self) -> Call[bool]:
+        # A probe wants the answer of now: no retry.
+        return Call("GET", "/readyz", _ok, retry=False)
+
+    def _metrics(self) -> Call[str]:
+        return Call("GET", "/metrics", _text)
+
+
+def _problem(response: httpx.Response) -> dict[str, Any]:
+    """The answer's problem document, or one made up from its status and text."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("code"), str):
+        return body
+    text = response.text.strip()[:200]
+    return {
+        "status": response.status_code,
+        "title": response.reason_phrase,
+        "detail": f"HTTP {response.status_code} without a problem document"
+        + (f": {text}" if text else ""),
+    }

@@ -1,0 +1,495 @@
+"""``PageHolderClient`` (httpx.Client) and ``AsyncPageHolderClient`` (httpx.AsyncClient).
+
+Both take ``(url, token=None, *, timeout=Timeout(), retry=Retry(), transport=None,
+http_client=None)``. ``transport`` is handed to the httpx client the pageholder client
+makes (``httpx.MockTransport``, ``httpx.ASGITransport`` for an in-process app, ...);
+``http_client`` is an httpx client of your own to send through instead (a shared pool,
+proxies, event hooks): the pageholder client then sends absolute URLs under ``url``
+with its own headers and timeouts, and leaves closing it to you. Every method is one
+``Call`` built by ``BaseClient``; the two classes differ only in how they send it.
+
+    with PageHolderClient("http://127.0.0.1:8000", token) as registry:
+        registry.hold(1048576, "nic0", order=9)
+        for hold in registry.iter_holds(holder="nic0"):
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from types import TracebackType
+from typing import Self, TypeVar
+
+import httpx
+
+from ._base import UNSET, BaseClient, Call, PageSpec, RangeSpec, Unset
+from ._config import DEFAULT_RETRY, DEFAULT_TIMEOUT, Retry, Timeout
+from ._exceptions import NotReady, transport_error
+from ._models import (
+    BatchResult,
+    Block,
+    BlockPage,
+    Hold,
+    Holder,
+    HolderCreated,
+    HoldPage,
+    HoldResult,
+    OfflineReport,
+    PageInfo,
+    Released,
+    Zone,
+)
+
+__all__ = ["AsyncPageHolderClient", "PageHolderClient"]
+
+T = TypeVar("T")
+
+
+class PageHolderClient(BaseClient):
+    """A blocking client of one registry; ``token`` is the admin's or a holder's."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: Timeout | float = DEFAULT_TIMEOUT,
+        retry: Retry = DEFAULT_RETRY,
+        transport: httpx.BaseTransport | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        super().__init__(url, token, timeout=timeout, retry=retry)
+        if http_client is not None and transport is not None:
+            raise ValueError("give transport or http_client, not both")
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(transport=transport, follow_redirects=False)
+
+    def close(self) -> None:
+        """Close the connections (not those of an ``http_client`` you passed)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _send(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._http.send(self._request(self._http, call))
+            except httpx.RequestError as exc:
+                delay = self._retry_after_error(call, attempt)
+                if delay is None:
+                    raise transport_error(exc) from exc
+            else:
+                delay = self._retry_after_answer(call, attempt, response)
+                if delay is None:
+                    return self._result(call, response)
+                response.close()
+            time.sleep(delay)
+
+    # -- holders --------------------------------------------------------------------------
+
+    def create_holder(
+        self,
+        name: str,
+        release_url: str | None = None,
+        *,
+        timeout_s: float | None = None,
+        description: str | None = None,
+    ) -> HolderCreated:
+        """Register a holder (admin); its ``token`` and ``webhook_secret`` come only here."""
+        return self._send(self._create_holder(name, release_url, timeout_s, description))
+
+    def list_holders(self) -> list[Holder]:
+        return self._send(self._list_holders())
+
+    def get_holder(self, name: str) -> Holder:
+        return self._send(self._get_holder(name))
+
+    def update_holder(
+        self,
+        name: str,
+        *,
+        release_url: str | None | Unset = UNSET,
+        timeout_s: float | None = None,
+        description: str | None = None,
+    ) -> Holder:
+        """Change only the given fields; ``release_url=None`` removes the release handler."""
+        return self._send(self._update_holder(name, release_url, timeout_s, description))
+
+    def delete_holder(self, name: str, *, force: bool = False) -> None:
+        """Remove a holder; ``force`` (admin) drops its holds too."""
+        self._send(self._delete_holder(name, force))
+
+    # -- pages ----------------------------------------------------------------------------
+
+    def get_page(self, pfn: int) -> PageInfo:
+        """Who holds ``pfn`` (the RFC's ``page_owner``)."""
+        return self._send(self._get_page(pfn))
+
+    def hold(
+        self, pfn: int, holder: str | None = None, *, order: int = 0, overwrite: bool = False
+    ) -> HoldResult:
+        """Hold ``2**order`` pages from ``pfn`` for ``holder`` (default: the token's)."""
+        return self._send(self._hold(pfn, holder, order, overwrite))
+
+    def unset(self, pfn: int) -> None:
+        """Drop the hold whose head is ``pfn``."""
+        self._send(self._unset(pfn))
+
+    def release(self, pfn: int) -> Released:
+        """Ask the holder of ``pfn`` to give its hold back (admin)."""
+        return self._send(self._release(pfn))
+
+    def list_holds(
+        self,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        holder: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> HoldPage:
+        """One page of the holds intersecting ``[start, end)``, ascending."""
+        return self._send(self._list_holds(start, end, holder, limit, cursor))
+
+    def iter_holds(
+        self,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        holder: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Hold]:
+        """Every hold intersecting ``[start, end)``, following ``next_cursor``."""
+        cursor: str | None = None
+        while True:
+            page = self.list_holds(start, end, holder=holder, limit=page_size, cursor=cursor)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def batch_set(
+        self,
+        holder: str | None = None,
+        *,
+        pages: Iterable[PageSpec] = (),
+        ranges: Iterable[RangeSpec] = (),
+        overwrite: bool = False,
+        atomic: bool = False,
+    ) -> list[BatchResult]:
+        """Hold ``pages`` (pfn or ``(pfn, order)``) and ``ranges`` (``(start, nr_pages)``)."""
+        return self._send(self._batch_set(holder, pages, ranges, overwrite, atomic))
+
+    def batch_unset(
+        self,
+        holder: str | None = None,
+        *,
+        pages: Iterable[PageSpec] = (),
+        ranges: Iterable[RangeSpec] = (),
+        atomic: bool = False,
+    ) -> list[BatchResult]:
+        """Unset many holds by head pfn; ``holder`` limits it to that holder's holds."""
+        return self._send(self._batch_unset(holder, pages, ranges, atomic))
+
+    # -- zones and blocks -----------------------------------------------------------------
+
+    def list_zones(self) -> list[Zone]:
+        return self._send(self._list_zones())
+
+    def list_blocks(
+        self,
+        *,
+        state: str | None = None,
+        zone: str | None = None,
+        held: bool | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> BlockPage:
+        """One page of memory blocks, ascending, filtered by state, zone id and holds."""
+        return self._send(self._list_blocks(state, zone, held, limit, cursor))
+
+    def iter_blocks(
+        self,
+        *,
+        state: str | None = None,
+        zone: str | None = None,
+        held: bool | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Block]:
+        """Every memory block that passes the filters, following ``next_cursor``."""
+        cursor: str | None = None
+        while True:
+            page = self.list_blocks(
+                state=state, zone=zone, held=held, limit=page_size, cursor=cursor
+            )
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def get_block(self, block_id: int) -> Block:
+        return self._send(self._get_block(block_id))
+
+    def offline_block(self, block_id: int, deadline_s: float = 30.0) -> OfflineReport:
+        """Take a block offline (admin); ``OfflineFailed`` (with ``.report``) if it stays."""
+        return self._send(self._offline_block(block_id, deadline_s))
+
+    def online_block(self, block_id: int) -> Block:
+        """Bring an offline block back online (admin)."""
+        return self._send(self._online_block(block_id))
+
+    # -- health ---------------------------------------------------------------------------
+
+    def healthz(self) -> bool:
+        """True when the process answers (an error is raised otherwise)."""
+        return self._send(self._healthz())
+
+    def readyz(self) -> bool:
+        """True when the registry takes requests, False while it starts or stops."""
+        try:
+            return self._send(self._readyz())
+        except NotReady:
+            return False
+
+    def metrics(self) -> str:
+        """The Prometheus metrics text (admin, unless the server opens it)."""
+        return self._send(self._metrics())
+
+
+class AsyncPageHolderClient(BaseClient):
+    """The asyncio twin of ``PageHolderClient``: same methods, awaited."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: Timeout | float = DEFAULT_TIMEOUT,
+        retry: Retry = DEFAULT_RETRY,
+        transport: httpx.AsyncBaseTransport | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(url, token, timeout=timeout, retry=retry)
+        if http_client is not None and transport is not None:
+            raise ValueError("give transport or http_client, not both")
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(transport=transport, follow_redirects=False)
+
+    async def aclose(self) -> None:
+        """Close the connections (not those of an ``http_client`` you passed)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _send(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._http.send(self._request(self._http, call))
+            except httpx.RequestError as exc:
+                delay = self._retry_after_error(call, attempt)
+                if delay is None:
+                    raise transport_error(exc) from exc
+            else:
+                delay = self._retry_after_answer(call, attempt, response)
+                if delay is None:
+                    return self._result(call, response)
+                await response.aclose()
+            await asyncio.sleep(delay)
+
+    # -- holders --------------------------------------------------------------------------
+
+    async def create_holder(
+        self,
+        name: str,
+        release_url: str | None = None,
+        *,
+        timeout_s: float | None = None,
+        description: str | None = None,
+    ) -> HolderCreated:
+        """Register a holder (admin); its ``token`` and ``webhook_secret`` come only here."""
+        return await self._send(self._create_holder(name, release_url, timeout_s, description))
+
+    async def list_holders(self) -> list[Holder]:
+        return await self._send(self._list_holders())
+
+    async def get_holder(self, name: str) -> Holder:
+        return await self._send(self._get_holder(name))
+
+    async def update_holder(
+        self,
+        name: str,
+        *,
+        release_url: str | None | Unset = UNSET,
+        timeout_s: float | None = None,
+        description: str | None = None,
+    ) -> Holder:
+        """Change only the given fields; ``release_url=None`` removes the release handler."""
+        return await self._send(self._update_holder(name, release_url, timeout_s, description))
+
+    async def delete_holder(self, name: str, *, force: bool = False) -> None:
+        """Remove a holder; ``force`` (admin) drops its holds too."""
+        await self._send(self._delete_holder(name, force))
+
+    # -- pages ----------------------------------------------------------------------------
+
+    async def get_page(self, pfn: int) -> PageInfo:
+        """Who holds ``pfn`` (the RFC's ``page_owner``)."""
+        return await self._send(self._get_page(pfn))
+
+    async def hold(
+        self, pfn: int, holder: str | None = None, *, order: int = 0, overwrite: bool = False
+    ) -> HoldResult:
+        """Hold ``2**order`` pages from ``pfn`` for ``holder`` (default: the token's)."""
+        return await self._send(self._hold(pfn, holder, order, overwrite))
+
+    async def unset(self, pfn: int) -> None:
+        """Drop the hold whose head is ``pfn``."""
+        await self._send(self._unset(pfn))
+
+    async def release(self, pfn: int) -> Released:
+        """Ask the holder of ``pfn`` to give its hold back (admin)."""
+        return await self._send(self._release(pfn))
+
+    async def list_holds(
+        self,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        holder: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> HoldPage:
+        """One page of the holds intersecting ``[start, end)``, ascending."""
+        return await self._send(self._list_holds(start, end, holder, limit, cursor))
+
+    async def iter_holds(
+        self,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        holder: str | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Hold]:
+        """Every hold intersecting ``[start, end)``, following ``next_cursor``."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_holds(start, end, holder=holder, limit=page_size, cursor=cursor)
+            for hold in page.items:
+                yield hold
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def batch_set(
+        self,
+        holder: str | None = None,
+        *,
+        pages: Iterable[PageSpec] = (),
+        ranges: Iterable[RangeSpec] = (),
+        overwrite: bool = False,
+        atomic: bool = False,
+    ) -> list[BatchResult]:
+        """Hold ``pages`` (pfn or ``(pfn, order)``) and ``ranges`` (``(start, nr_pages)``)."""
+        return await self._send(self._batch_set(holder, pages, ranges, overwrite, atomic))
+
+    async def batch_unset(
+        self,
+        holder: str | None = None,
+        *,
+        pages: Iterable[PageSpec] = (),
+        ranges: Iterable[RangeSpec] = (),
+        atomic: bool = False,
+    ) -> list[BatchResult]:
+        """Unset many holds by head pfn; ``holder`` limits it to that holder's holds."""
+        return await self._send(self._batch_unset(holder, pages, ranges, atomic))
+
+    # -- zones and blocks -----------------------------------------------------------------
+
+    async def list_zones(self) -> list[Zone]:
+        return await self._send(self._list_zones())
+
+    async def list_blocks(
+        self,
+        *,
+        state: str | None = None,
+        zone: str | None = None,
+        held: bool | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> BlockPage:
+        """One page of memory blocks, ascending, filtered by state, zone id and holds."""
+        return await self._send(self._list_blocks(state, zone, held, limit, cursor))
+
+    async def iter_blocks(
+        self,
+        *,
+        state: str | None = None,
+        zone: str | None = None,
+        held: bool | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Block]:
+        """Every memory block that passes the filters, following ``next_cursor``."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_blocks(
+                state=state, zone=zone, held=held, limit=page_size, cursor=cursor
+            )
+            for block in page.items:
+                yield block
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def get_block(self, block_id: int) -> Block:
+        return await self._send(self._get_block(block_id))
+
+    async def offline_block(self, block_id: int, deadline_s: float = 30.0) -> OfflineReport:
+        """Take a block offline (admin); ``OfflineFailed`` (with ``.report``) if it stays."""
+        return await self._send(self._offline_block(block_id, deadline_s))
+
+    async def online_block(self, block_id: int) -> Block:
+        """Bring an offline block back online (admin)."""
+        return await self._send(self._online_block(block_id))
+
+    # -- health ---------------------------------------------------------------------------
+
+    async def healthz(self) -> bool:
+        """True when the process answers (an error is raised otherwise)."""
+        return await self._send(self._healthz())
+
+    async def readyz(self) -> bool:
+        """True when the registry takes requests, False while it starts or stops."""
+        try:
+            return await self._send(self._readyz())
+        except NotReady:
+            return False
+
+    async def metrics(self) -> str:
+        """The Prometheus metrics text (admin, unless the server opens it)."""
+        return await self._send(self._metrics())
