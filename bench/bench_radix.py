@@ -107,6 +107,11 @@ WHY = {
         " index. Random pfns over a sparse zone cost more again: leaf, slot list and"
         " stamp array are three cache misses where the dict has one."
     ),
+    "point get (value)": (
+        "`get` returns the value like `dict.get`; what is left is the Python method call"
+        " and the leaf shortcut's dict lookup plus a list index (two lookups to the"
+        " dict's one), and for random pfns the extra cache misses of leaf and slot list."
+    ),
     "list block vs SortedDict": (
         "Output-bound: a block dense with order-0 holds yields one new `Entry` per hold"
         " with a freshly allocated head and stamp int (the tree stores neither as an"
@@ -223,6 +228,9 @@ def bench_size(n: int, layout: str) -> list[Row]:
     tree_load = per_call(lambda: probe(tree.load, pfns)) / n
     dict_get = per_call(lambda: probe(holds.get, pfns)) / n
     rows.append(at_least("point load", n, layout, tree_load, dict_get, 0.25))
+    # get(): the value covering the pfn, the same question dict.get answers
+    tree_get = per_call(lambda: probe(tree.get, pfns)) / n
+    rows.append(at_least("point get (value)", n, layout, tree_get, dict_get, 0.25))
     if n == SIZES[0] and layout == LAYOUTS[0]:
         # The floor for any pure-Python load returning an Entry.
         nothing = per_call(lambda: probe(FLOOR_PROBE.nothing, pfns)) / n

@@ -375,6 +375,29 @@ class RadixTree:
             return _entry_at(leaf, index & ~CHUNK_MASK, off)
         return self._descend_load(index)
 
+    def get(self, index: int, default: object = None) -> object:
+        """The value of the entry covering ``index``, or ``default``: what ``dict.get``
+        and the kernel's ``xa_load`` answer, without building an ``Entry``.
+
+        Runtime complexity: O(1) for an index in a leaf (one dict lookup),
+        O(height) otherwise.
+
+        >>> tree = RadixTree()
+        >>> tree.insert(64, "x", order=1)
+        >>> tree.get(65), tree.get(66)
+        ('x', None)
+        """
+        leaf = self._leaves.get(index >> CHUNK_SHIFT)
+        if leaf is not None:
+            value = leaf.slots[index & CHUNK_MASK]
+            if value is None:
+                return default
+            if type(value) is Sibling:
+                return leaf.slots[value.offset]
+            return value
+        entry = self._descend_load(index)
+        return default if entry is None else entry.value
+
     def _descend_load(self, index: int) -> Entry | None:
         if index < 0:
             raise ValueError(f"index must be non-negative, got {index}")

@@ -113,6 +113,18 @@ def test_load_finds_every_covered_index_of_a_multi_order_entry() -> None:
         assert tree.load(pfn) == Entry(1 << 18, 18, f"{1 << 18}/18", 0)
     for pfn in (4095, 4096 + 512, 39, 48, 1 << 19):
         assert tree.load(pfn) is None
+        assert tree.get(pfn) is None
+
+
+def test_get_answers_the_value_like_dict_get() -> None:
+    tree = build((4096, 9), (40, 3), (1 << 18, 18), (7, 0))
+    assert [tree.get(p) for p in (4097, 47, (1 << 18) + 5, 7)] == [
+        "4096/9",
+        "40/3",
+        f"{1 << 18}/18",
+        "7/0",
+    ]
+    assert tree.get(8, default="free") == "free"
 
 
 # -- overlaps --------------------------------------------------------------------------
@@ -620,7 +632,9 @@ class RadixMachine(RuleBasedStateMachine):
     def load(self, data: st.DataObject) -> None:
         pfn = self.pick(data)
         covering = self.model.overlapping(pfn, pfn + 1)
-        assert self.tree.load(pfn) == (self.model.entry(covering[0]) if covering else None)
+        expected = self.model.entry(covering[0]) if covering else None
+        assert self.tree.load(pfn) == expected
+        assert self.tree.get(pfn, "free") == ("free" if expected is None else expected.value)
 
     @rule(data=st.data(), length=st.sampled_from([1, 2, 63, 64, 500, 4096, 1 << 19, 1 << 31]))
     def ranges(self, data: st.DataObject, length: int) -> None:
