@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -202,12 +203,19 @@ def _block_row(b: Block) -> tuple[Any, ...]:
 def offline(
     block_ids: Annotated[list[int], typer.Argument(metavar="BLOCK...", help="memory blocks")],
     deadline: Annotated[float, typer.Option(help="seconds each offline may take")] = 30.0,
+    expect: Annotated[
+        str, typer.Option(help="the state every block must end in for exit 0: offline | online")
+    ] = "offline",
     url: Url = DEFAULT_URL,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Take memory blocks offline (hot-remove), one after the other; exit 1 if any stays
-    online, with a table of what refused and why."""
+    """Take memory blocks offline (hot-remove), one after the other, with a table of what
+    refused and why. Exit 1 unless every block ends as --expect says (by default:
+    offline; `--expect online` checks that an offline is refused)."""
+    if expect not in ("offline", "online"):
+        err.print(f"[red]error:[/red] --expect must be offline or online, not {expect!r}")
+        raise typer.Exit(2)
     reports: list[OfflineReport] = []
     errors: list[tuple[int, str]] = []
     with connect(url, token) as client, _progress(as_json) as progress:
@@ -224,7 +232,7 @@ def offline(
             except PageHolderError as exc:
                 errors.append((block_id, f"{exc.detail} ({exc.code})"))
             progress.advance(task)
-    failed = errors or any(r.state != "offline" for r in reports)
+    failed = bool(errors) or any(r.state != expect for r in reports)
     if as_json:
         emit({"reports": reports, "errors": [{"block": b, "error": e} for b, e in errors]})
     else:
@@ -284,6 +292,34 @@ def online(
             out.print(f"block {block.id}: {block.state}")
 
 
+def wait(
+    holder: Annotated[
+        list[str], typer.Option("--holder", help="a holder that must be registered and hold pages")
+    ],
+    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 60.0,
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+) -> None:
+    """Wait until the registry answers and every --holder holds pages (for scripts)."""
+    deadline = time.monotonic() + timeout
+    missing = set(holder)
+    while True:
+        try:
+            with PageHolderClient(url, token) as client:
+                ready = {h.name for h in client.list_holders() if h.holds > 0}
+            missing = set(holder) - ready
+            if not missing:
+                out.print(f"ready: {', '.join(sorted(holder))}")
+                return
+        except ClientError:
+            pass
+        if time.monotonic() > deadline:
+            waiting = ", ".join(sorted(missing)) or "the registry"
+            err.print(f"[red]error:[/red] {url}: still waiting for {waiting} after {timeout:g} s")
+            raise typer.Exit(1)
+        time.sleep(0.5)
+
+
 def register(cli: typer.Typer) -> None:
-    for command in (holders, hold, unset, owner, release, zones, blocks, offline, online):
+    for command in (holders, hold, unset, owner, release, zones, blocks, offline, online, wait):
         cli.command()(command)
