@@ -12,7 +12,7 @@ import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
 
-from . import commands
+from . import commands, demo, simulate
 from .api import create_app
 from .api.auth import load_admin_token
 from .layout import LayoutError, MemoryLayout
@@ -92,6 +92,8 @@ def openapi() -> None:
 
 
 commands.register(cli)
+simulate.register(cli)
+demo.register(cli)
 
 
 def main() -> None:
