@@ -57,6 +57,46 @@ STATUS: dict[str, int] = {
 }
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "An RFC 9457 problem document; `code` is stable, `detail` is for people.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string", "examples": ["urn:pageholder:problem:page_held"]},
+        "title": {"type": "string", "examples": ["Conflict"]},
+        "status": {"type": "integer", "examples": [409]},
+        "detail": {"type": "string", "examples": ["pfn 1048576 (order 0) is held by 'nic0'"]},
+        "code": {"type": "string", "enum": sorted(STATUS)},
+    },
+    "additionalProperties": True,
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these problem statuses, each listing its codes."""
+    return {
+        status: {
+            "description": "problem: "
+            + ", ".join(sorted(c for c, s in STATUS.items() if s == status)),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+def add_problem_schema(spec: dict[str, Any]) -> dict[str, Any]:
+    """Put ``Problem`` into the spec's components; drop FastAPI's validation schemas,
+    which no response uses (every 422 is a problem document)."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    text = repr(spec["paths"])
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if f"#/components/schemas/{unused}" not in text:
+            schemas.pop(unused, None)
+    return spec
+
+
 class HTTPProblem(Exception):
     """An HTTP-only problem raised by the API layer itself (auth, limits)."""
 

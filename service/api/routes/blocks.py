@@ -12,7 +12,9 @@ from ...holds import BlockState
 from ...layout import MemoryBlock
 from ...offline import offline_block, online_block
 from ...registry import BlockUsage, Registry
+from .. import cursors
 from ..deps import AdminDep, PrincipalDep, RegistryDep
+from ..problems import documented
 from ..schemas import BlockList, BlockOut, OfflineReportOut, OfflineRequest
 
 router = APIRouter(prefix="/v1/blocks", tags=["blocks"])
@@ -26,15 +28,7 @@ def _out(usage: BlockUsage) -> BlockOut:
     )
 
 
-def _decode_cursor(cursor: str | None) -> int:
-    if cursor is None:
-        return 0
-    if not cursor.startswith("b") or not cursor[1:].isdigit():
-        raise InvalidRequest(f"cursor {cursor!r} is not one this server gave", field="cursor")
-    return int(cursor[1:])
-
-
-@router.get("", name="list_blocks")
+@router.get("", name="list_blocks", responses=documented(401, 422))
 async def list_blocks(
     registry: RegistryDep,
     _: PrincipalDep,
@@ -47,12 +41,12 @@ async def list_blocks(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> BlockList:
     """Memory blocks in ascending order, with held pages, holds and whether they are removable."""
-    start = _decode_cursor(cursor)
+    start = 0 if cursor is None else cursors.decode("b", cursor)
     items: list[BlockOut] = []
     next_cursor = None
     for usage in _usages(registry, start, zone):
         if len(items) == limit:
-            next_cursor = f"b{usage.block.id}"
+            next_cursor = cursors.encode("b", usage.block.id)
             break
         if state is not None and usage.state is not state:
             continue
@@ -75,7 +69,7 @@ def _usages(registry: Registry, start: int, zone_id: str | None) -> Iterator[Blo
     return (registry.block_usage(block) for block in blocks if block is not None)
 
 
-@router.get("/{block_id}", name="get_block")
+@router.get("/{block_id}", name="get_block", responses=documented(401, 404, 422))
 async def get_block(block_id: BlockId, registry: RegistryDep, _: PrincipalDep) -> BlockOut:
     block = registry.layout.block(block_id)
     if block is None:
@@ -86,9 +80,7 @@ async def get_block(block_id: BlockId, registry: RegistryDep, _: PrincipalDep) -
 @router.post(
     "/{block_id}/offline",
     name="offline_block",
-    responses={
-        409: {"description": "offline_failed (with `report`), block_not_online, multizone_block"}
-    },
+    responses=documented(401, 403, 404, 409, 413, 422, 503),
 )
 async def offline(
     block_id: BlockId,
@@ -103,7 +95,11 @@ async def offline(
     return OfflineReportOut.model_validate(report.as_dict())
 
 
-@router.post("/{block_id}/online", name="online_block")
+@router.post(
+    "/{block_id}/online",
+    name="online_block",
+    responses=documented(401, 403, 404, 409, 422, 503),
+)
 async def online(block_id: BlockId, registry: RegistryDep, _: AdminDep) -> BlockOut:
     """Bring an offline block back online; holds may start in it again."""
     await online_block(registry, block_id)

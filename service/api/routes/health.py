@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..deps import StateDep, bearer, get_principal, require_admin
-from ..problems import HTTPProblem
+from ..problems import HTTPProblem, documented
 from ..schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -21,7 +21,7 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", name="readyz", responses={503: {"description": "not ready"}})
+@router.get("/readyz", name="readyz", responses=documented(503))
 async def readyz(state: StateDep) -> Health:
     """The registry is loaded and takes requests."""
     if not state.ready:
@@ -33,7 +33,10 @@ async def readyz(state: StateDep) -> Health:
     "/metrics",
     name="metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"},
+        **documented(401, 403),
+    },
 )
 async def metrics(
     state: StateDep,

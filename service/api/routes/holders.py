@@ -11,12 +11,18 @@ from ...registry import UNSET, Unset
 from ...webhooks import new_webhook_secret, validate_release_url
 from ..auth import hash_token, new_token
 from ..deps import AdminDep, PrincipalDep, RegistryDep, StateDep, require_self_or_admin
+from ..problems import documented
 from ..schemas import HolderCreate, HolderCreated, HolderList, HolderOut, HolderPatch
 
 router = APIRouter(prefix="/v1/holders", tags=["holders"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, name="create_holder")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    name="create_holder",
+    responses=documented(401, 403, 409, 413, 422, 503),
+)
 async def create_holder(
     body: HolderCreate, state: StateDep, registry: RegistryDep, _: AdminDep
 ) -> HolderCreated:
@@ -35,7 +41,7 @@ async def create_holder(
     return HolderCreated(**HolderOut.of(holder).model_dump(), token=token, webhook_secret=secret)
 
 
-@router.get("", name="list_holders")
+@router.get("", name="list_holders", responses=documented(401))
 async def list_holders(registry: RegistryDep, _: PrincipalDep) -> HolderList:
     """Every holder with how much it holds."""
     return HolderList(
@@ -43,12 +49,12 @@ async def list_holders(registry: RegistryDep, _: PrincipalDep) -> HolderList:
     )
 
 
-@router.get("/{name}", name="get_holder")
+@router.get("/{name}", name="get_holder", responses=documented(401, 404, 422))
 async def get_holder(name: str, registry: RegistryDep, _: PrincipalDep) -> HolderOut:
     return HolderOut.of(registry.holder(name))
 
 
-@router.patch("/{name}", name="update_holder")
+@router.patch("/{name}", name="update_holder", responses=documented(401, 403, 404, 413, 422, 503))
 async def update_holder(
     name: str, body: HolderPatch, state: StateDep, registry: RegistryDep, principal: PrincipalDep
 ) -> HolderOut:
@@ -65,7 +71,12 @@ async def update_holder(
     return HolderOut.of(holder)
 
 
-@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, name="delete_holder")
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    name="delete_holder",
+    responses=documented(401, 403, 404, 409, 422, 503),
+)
 async def delete_holder(
     name: str,
     registry: RegistryDep,

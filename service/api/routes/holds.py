@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from ...batch import MAX_BATCH_ENTRIES, BatchItem, batch_set, batch_unset, expand
@@ -11,7 +9,7 @@ from ...errors import InvalidRequest
 from ...registry import ADMIN
 from ..auth import Principal
 from ..deps import PrincipalDep, RegistryDep
-from ..problems import HTTPProblem
+from ..problems import HTTPProblem, documented
 from ..schemas import (
     BatchPage,
     BatchRange,
@@ -23,9 +21,7 @@ from ..schemas import (
 
 router = APIRouter(prefix="/v1/holds", tags=["holds"])
 
-TOO_LARGE: dict[int | str, dict[str, Any]] = {
-    413: {"description": f"more than {MAX_BATCH_ENTRIES} entries"}
-}
+BATCH_PROBLEMS = documented(401, 403, 404, 409, 413, 422, 503)
 
 
 def _entries(pages: list[BatchPage], ranges: list[BatchRange]) -> list[tuple[int, int]]:
@@ -56,7 +52,7 @@ def _actor(principal: Principal) -> str | None:
     return ADMIN if principal.is_admin else principal.holder
 
 
-@router.post("/batch-set", name="batch_set", responses=TOO_LARGE)
+@router.post("/batch-set", name="batch_set", responses=BATCH_PROBLEMS)
 async def set_many(
     body: BatchSetRequest, registry: RegistryDep, principal: PrincipalDep
 ) -> BatchResponse:
@@ -80,7 +76,7 @@ async def set_many(
     return _response(items)
 
 
-@router.post("/batch-unset", name="batch_unset", responses=TOO_LARGE)
+@router.post("/batch-unset", name="batch_unset", responses=BATCH_PROBLEMS)
 async def unset_many(
     body: BatchUnsetRequest, registry: RegistryDep, principal: PrincipalDep
 ) -> BatchResponse:

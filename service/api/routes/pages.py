@@ -8,7 +8,9 @@ from fastapi import APIRouter, Body, Path, Query, Response, status
 
 from ...errors import InvalidRequest
 from ...registry import ADMIN, SetStatus
+from .. import cursors
 from ..deps import AdminDep, PrincipalDep, RegistryDep
+from ..problems import documented
 from ..schemas import (
     HoldList,
     HoldOut,
@@ -24,13 +26,7 @@ router = APIRouter(prefix="/v1/pages", tags=["pages"])
 PfnPath = Annotated[int, Path(ge=0, le=2**52, description="page frame number", examples=[1048576])]
 
 
-def _decode_cursor(cursor: str) -> int:
-    if not cursor.startswith("p") or not cursor[1:].isdigit():
-        raise InvalidRequest(f"cursor {cursor!r} is not one this server gave", field="cursor")
-    return int(cursor[1:])
-
-
-@router.get("", name="list_holds")
+@router.get("", name="list_holds", responses=documented(401, 404, 422))
 async def list_holds(
     registry: RegistryDep,
     _: PrincipalDep,
@@ -48,14 +44,15 @@ async def list_holds(
         raise InvalidRequest(f"end {end} is below start {start}", field="end")
     owner = None if holder is None else registry.holder(holder)
     resume = cursor is not None
-    first = start if cursor is None else max(start, _decode_cursor(cursor))
+    first = start if cursor is None else max(start, cursors.decode("p", cursor))
     holds, more = await registry.holds_in(first, end, holder=owner, limit=limit, resume=resume)
     return HoldList(
-        items=[HoldOut.of(h) for h in holds], next_cursor=None if more is None else f"p{more}"
+        items=[HoldOut.of(h) for h in holds],
+        next_cursor=None if more is None else cursors.encode("p", more),
     )
 
 
-@router.get("/{pfn}", name="get_page")
+@router.get("/{pfn}", name="get_page", responses=documented(401, 404, 422))
 async def get_page(pfn: PfnPath, registry: RegistryDep, _: PrincipalDep) -> PageOut:
     """Who holds this page (`held: false` and nulls when it is free)."""
     info = await registry.lookup(pfn)
@@ -77,7 +74,10 @@ async def get_page(pfn: PfnPath, registry: RegistryDep, _: PrincipalDep) -> Page
 @router.put(
     "/{pfn}/hold",
     name="set_hold",
-    responses={201: {"model": HoldResult, "description": "a new hold"}},
+    responses={
+        201: {"model": HoldResult, "description": "a new hold"},
+        **documented(401, 403, 404, 409, 413, 422, 503),
+    },
 )
 async def set_hold(
     pfn: PfnPath,
@@ -110,14 +110,23 @@ async def set_hold(
     )
 
 
-@router.delete("/{pfn}/hold", status_code=status.HTTP_204_NO_CONTENT, name="unset_hold")
+@router.delete(
+    "/{pfn}/hold",
+    status_code=status.HTTP_204_NO_CONTENT,
+    name="unset_hold",
+    responses=documented(401, 403, 404, 409, 422, 503),
+)
 async def unset_hold(pfn: PfnPath, registry: RegistryDep, principal: PrincipalDep) -> Response:
     """Drop the hold whose head is `pfn` (the RFC's `page_unset_hold`)."""
     await registry.unset_hold(pfn, actor=ADMIN if principal.is_admin else principal.holder)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{pfn}/release", name="release_page")
+@router.post(
+    "/{pfn}/release",
+    name="release_page",
+    responses=documented(401, 403, 404, 409, 422, 502, 503, 504),
+)
 async def release_page(pfn: PfnPath, registry: RegistryDep, _: AdminDep) -> ReleaseOut:
     """Ask the page's holder to give it back through its release webhook.
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ..deps import PrincipalDep, RegistryDep
+from ..problems import documented
 from ..schemas import ZoneList, ZoneOut
 
 router = APIRouter(prefix="/v1/zones", tags=["zones"])
 
 
-@router.get("", name="list_zones")
+@router.get("", name="list_zones", responses=documented(401))
 async def list_zones(registry: RegistryDep, _: PrincipalDep) -> ZoneList:
     """Zones in pfn order, with held pages and holds from the trees' aggregate counts."""
     return ZoneList(
