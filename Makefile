@@ -26,6 +26,7 @@ test: lint typecheck
 	$(BIN)/pytest
 
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench
 
 openapi: $(STAMP)

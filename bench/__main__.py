@@ -8,6 +8,9 @@ import sys
 # NAME -> module with a main(); add a line here for a new benchmark.
 BENCHES = {
     "radix": "bench.bench_radix",
+    "http": "bench.bench_http",
+    "offline": "bench.bench_offline",
+    "store": "bench.bench_store",
 }
 
 

@@ -734,6 +734,18 @@ class RadixTree:
         (True, False)
         """
         _check_mark(mark)
+        leaf = self._leaves.get(index >> CHUNK_SHIFT)
+        if leaf is not None and leaf.marks[mark]:
+            # Fast path: this leaf already carries the mark, so every ancestor does too;
+            # only the entry's own bit changes.
+            off = index & CHUNK_MASK
+            slot = leaf.slots[off]
+            if slot is None:
+                raise KeyError(index)
+            if type(slot) is Sibling:
+                off = slot.offset
+            leaf.marks = _with_mark(leaf.marks, mark, leaf.marks[mark] | 1 << off)
+            return
         path, node, off = self._found(index)
         bit = 1 << off
         if node.marks[mark] & bit:

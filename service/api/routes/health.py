@@ -45,5 +45,5 @@ async def metrics(
     """Prometheus metrics: requests, holds per zone, webhook calls by outcome and latency.
     Needs the admin token unless the server runs with `PAGEHOLDER_METRICS_OPEN=true`."""
     if not state.settings.metrics_open:
-        require_admin(get_principal(state, credentials))
+        await require_admin(await get_principal(state, credentials))
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+
+from fastapi import APIRouter, Response
 
 from ...batch import MAX_BATCH_ENTRIES, BatchItem, batch_set, batch_unset, expand
 from ...errors import InvalidRequest
@@ -14,7 +16,6 @@ from ..schemas import (
     BatchPage,
     BatchRange,
     BatchResponse,
-    BatchResultItem,
     BatchSetRequest,
     BatchUnsetRequest,
 )
@@ -33,29 +34,34 @@ def _entries(pages: list[BatchPage], ranges: list[BatchRange]) -> list[tuple[int
     return expand([(p.pfn, p.order) for p in pages], [(r.start_pfn, r.nr_pages) for r in ranges])
 
 
-def _response(items: list[BatchItem]) -> BatchResponse:
-    return BatchResponse(
-        results=[
-            BatchResultItem(
-                pfn=i.pfn,
-                order=i.order,
-                status=i.status,  # type: ignore[arg-type]
-                code=i.code,
-                detail=i.detail,
-            )
-            for i in items
-        ]
-    )
+def _response(items: list[BatchItem]) -> Response:
+    """The batch's answer, serialized straight from the core's results: validating
+    65536 response models one by one cost a fifth of a batch (``BatchResponse`` is
+    still the documented shape)."""
+    results = [
+        {"pfn": i.pfn, "order": i.order, "status": i.status}
+        if i.code is None
+        else {
+            "pfn": i.pfn,
+            "order": i.order,
+            "status": i.status,
+            "code": i.code,
+            "detail": i.detail,
+        }
+        for i in items
+    ]
+    body = json.dumps({"results": results}, separators=(",", ":"))
+    return Response(body, media_type="application/json")
 
 
 def _actor(principal: Principal) -> str | None:
     return ADMIN if principal.is_admin else principal.holder
 
 
-@router.post("/batch-set", name="batch_set", responses=BATCH_PROBLEMS)
+@router.post("/batch-set", name="batch_set", response_model=BatchResponse, responses=BATCH_PROBLEMS)
 async def set_many(
     body: BatchSetRequest, registry: RegistryDep, principal: PrincipalDep
-) -> BatchResponse:
+) -> Response:
     """Hold many pages for one holder: `pages` with orders and/or `ranges` of order-0 pages.
 
     Each entry is answered alone; with `atomic` the first failure is the answer (409 for
@@ -76,10 +82,12 @@ async def set_many(
     return _response(items)
 
 
-@router.post("/batch-unset", name="batch_unset", responses=BATCH_PROBLEMS)
+@router.post(
+    "/batch-unset", name="batch_unset", response_model=BatchResponse, responses=BATCH_PROBLEMS
+)
 async def unset_many(
     body: BatchUnsetRequest, registry: RegistryDep, principal: PrincipalDep
-) -> BatchResponse:
+) -> Response:
     """Unset many holds by their head pfns; `atomic` = all or nothing."""
     if body.holder is not None:
         registry.holder(body.holder)
