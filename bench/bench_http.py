@@ -130,25 +130,23 @@ WORKLOADS = ("trivial", "lookup", "pairs")
 # the A/B below were measured once (2026-11-26, same machine), not by every run.
 WHY = {
     "lookup": (
-        "A lookup pays for what the constant route skips: FastAPI's dependency resolution"
-        " (`HTTPBearer`, and `get_state`, `get_registry`, `get_principal` from"
-        " `service/api/deps.py`), path validation, `registry.lookup` (zone bisect,"
-        " aiorwlock reader lock, `tree.load`) and a 10-field `PageOut` model. A cProfile of"
-        " the server under this workload (`BENCH_PROFILE=FILE`) puts the endpoint with"
-        " `registry.lookup` at ~3% of the server's time and `solve_dependencies` at ~45%:"
-        " the three dependencies are plain `def`, so FastAPI runs each one in the AnyIO"
-        " thread pool, three thread round trips (and GIL hand-offs) per request. An A/B"
-        " outside the repository (the same server with those three as `async def`, 2"
-        " rounds alternating) took lookups from 1.8-1.9k to 4.0-4.2k req/s against 5.3k"
-        " for the trivial route (0.77x); the rest is FastAPI's dependency machinery itself"
-        " and the response model."
+        "A lookup pays for what the constant route skips, above all authentication:"
+        " FastAPI solves `HTTPBearer`, `get_principal` (a SHA-256 of the token and a dict"
+        " lookup) and `get_registry` on every request, then validates the path, and"
+        " `registry.lookup` takes the zone's reader lock and descends the tree twice (entry,"
+        " then its RELEASING mark). In-process (httpx ASGITransport, 3x3000 requests) a"
+        " lookup costs ~42 us more than the constant route, most of it in FastAPI's"
+        " `solve_dependencies`; the tree's part is a few microseconds. Already done, each"
+        " measured: dependencies as `async def` (they ran in the thread pool: 0.38x -> 0.69x),"
+        " aiorwlock without its yield after acquire and `gc.freeze()` after start (p99 33 ms"
+        " -> 9 ms, 0.77x), two fewer dependency nodes and a response built without a second"
+        " validation (0.78x). What is left would mean authenticating outside FastAPI's"
+        " dependency system, which would lose the documented security scheme of /docs."
     ),
     "pairs": (
-        "Each PUT and DELETE has the lookup's dependency chain (three thread-pool hops, see"
-        " above) plus a JSON body parsed into a pydantic model (PUT), the zone's aiorwlock"
-        " writer lock, the tree change and a `HoldResult` response (PUT) or an empty 204"
-        " (DELETE). In the same A/B, `async def` dependencies took the pair workload from"
-        " 1.4-2.0k to 2.6-3.5k req/s (0.5-0.65x of the trivial route)."
+        "Each PUT and DELETE has the lookup's dependency chain plus a JSON body parsed into"
+        " a pydantic model (PUT), the zone's writer lock, the tree change and a `HoldResult`"
+        " response (PUT) or an empty 204 (DELETE)."
     ),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -159,11 +160,17 @@ def create_app(
             )
             metrics.watch(registry)
             app.state.service = state
+            # Everything built so far (the recovered trees, the app) lives as long as the
+            # process: keep it out of the collector's generations, so that collections
+            # stay short however many holds there are (fewer p99 spikes).
+            gc.collect()
+            gc.freeze()
             state.ready = True
             try:
                 yield
             finally:
                 state.ready = False
+                gc.unfreeze()
 
     app = FastAPI(
         title="pageholder",

@@ -30,16 +30,25 @@ async def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-async def get_registry(state: StateDep) -> Registry:
-    return state.registry
+async def get_registry(request: Request) -> Registry:
+    # Straight from the request, not through StateDep: every dependency node costs
+    # FastAPI a solve on every request, and this one is on every route.
+    registry: Registry = request.app.state.service.registry
+    return registry
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 
 
 async def get_principal(
-    state: StateDep,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    return principal_of(request.app.state.service, credentials)
+
+
+def principal_of(
+    state: ServiceState, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
@@ -54,6 +63,10 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 async def require_admin(principal: PrincipalDep) -> Principal:
+    return admin_only(principal)
+
+
+def admin_only(principal: Principal) -> Principal:
     if not principal.is_admin:
         raise HTTPProblem("forbidden", "this needs the admin token")
     return principal

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..deps import StateDep, bearer, get_principal, require_admin
+from ..deps import StateDep, admin_only, bearer, principal_of
 from ..problems import HTTPProblem, documented
 from ..schemas import Health
 
@@ -45,5 +45,5 @@ async def metrics(
     """Prometheus metrics: requests, holds per zone, webhook calls by outcome and latency.
     Needs the admin token unless the server runs with `PAGEHOLDER_METRICS_OPEN=true`."""
     if not state.settings.metrics_open:
-        await require_admin(await get_principal(state, credentials))
+        admin_only(principal_of(state, credentials))
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
