@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import json
 import os
-import platform
-import re
 import shutil
 import signal
 import socket
@@ -40,7 +37,6 @@ from typing import IO, Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).with_name("RESULTS.md")
 HOST = "127.0.0.1"
 TOKEN = "bench-admin-token-0123456789abcdef"
 START_TIMEOUT_S = 30.0
@@ -379,41 +375,6 @@ def table(rows: list[Row]) -> str:
             f"| {r.measure} | {r.measured} | {r.baseline} | {r.ratio} | {r.target} | {result} |"
         )
     return "\n".join(lines)
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} CPUs ({model}), {platform.python_implementation()}"
-        f" {platform.python_version()}, {platform.system()} {platform.release()}"
-    )
-
-
-def header(title: str, command: str, seconds: float, extra: str = "") -> str:
-    return (
-        f"## {title}\n\n"
-        f"Command: `{command}` ({seconds:.0f} s)  \n"
-        f"Machine: {machine()}{extra}  \n"
-        f"Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC\n\n"
-    )
-
-
-def write_section(title: str, text: str) -> None:
-    """Replace the ``## title`` section of RESULTS.md, or append it; nothing else changes."""
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(new.rstrip("\n") + "\n")
 
 
 def fmt_rate(per_s: float, unit: str = "req/s") -> str:

@@ -31,6 +31,7 @@ import time
 
 import httpx
 
+from ._report import header, write_section
 from ._server import (
     LUA_THREAD_IDS,
     NORMAL_START,
@@ -39,14 +40,12 @@ from ._server import (
     WrkResult,
     fmt_rate,
     fmt_us,
-    header,
     info_row,
     lua_headers,
     print_profile,
     ratio_row,
     run_wrk,
     table,
-    write_section,
     wrk_path,
 )
 

@@ -48,6 +48,7 @@ from pageholder.service.batch import batch_set, expand
 from pageholder.service.layout import MemoryLayout
 from pageholder.service.registry import Registry
 
+from ._report import header, write_section
 from ._server import (
     BLOCK_PAGES,
     LUA_THREAD_IDS,
@@ -56,13 +57,11 @@ from ._server import (
     Server,
     fmt_rate,
     fmt_s,
-    header,
     info_row,
     lua_headers,
     ratio_row,
     run_wrk_async,
     table,
-    write_section,
     wrk_path,
 )
 

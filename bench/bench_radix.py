@@ -21,9 +21,7 @@ from __future__ import annotations
 import datetime
 import gc
 import os
-import platform
 import random
-import re
 import statistics
 import time
 import tracemalloc
@@ -34,6 +32,8 @@ from pathlib import Path
 from sortedcontainers import SortedDict
 
 from pageholder.service.radix import Entry, RadixTree
+
+from ._report import machine, write_section
 
 COMMAND = ".venv/bin/python -m bench radix"
 SIZES = (10**3, 10**4, 10**5, 10**6)
@@ -335,21 +335,6 @@ def bench_memory() -> list[Row]:
     return rows
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} CPUs ({model}), {platform.python_implementation()}"
-        f" {platform.python_version()}, {platform.system()} {platform.release()}"
-    )
-
-
 def table(rows: list[Row]) -> str:
     lines = [
         "| measure | holds | layout | tree | baseline | tree vs baseline | target | result |",
@@ -385,16 +370,6 @@ def section(rows: list[Row], seconds: float) -> str:
     )
 
 
-def write_section(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^## {SECTION}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text + "\n", old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(new.rstrip("\n") + "\n")
-
-
 def main() -> None:
     sizes = SIZES
     quick = os.environ.get("BENCH_SIZES")
@@ -414,5 +389,5 @@ def main() -> None:
     text = section(rows, time.perf_counter() - began)
     print(text)
     if not quick:
-        write_section(text)
+        write_section(SECTION, text)
         print(f"updated {RESULTS}")

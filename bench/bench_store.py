@@ -42,6 +42,7 @@ from pageholder.service.recovery import _check_fits, open_durable, recover
 from pageholder.service.registry import Registry
 from pageholder.service.store import Store
 
+from ._report import header, write_section
 from ._server import (
     LUA_THREAD_IDS,
     NORMAL_START,
@@ -51,13 +52,11 @@ from ._server import (
     fmt_rate,
     fmt_s,
     fmt_us,
-    header,
     info_row,
     lua_headers,
     ratio_row,
     run_wrk,
     table,
-    write_section,
     wrk_path,
 )
 
