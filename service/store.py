@@ -116,8 +116,13 @@ class Store:
     @classmethod
     def open(cls, data_dir: Path) -> Store:
         """Open (creating or migrating) the store; ``StoreError`` if it is unusable."""
-        data_dir.mkdir(parents=True, exist_ok=True)
-        store = cls(data_dir / DB_FILE)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = data_dir / DB_FILE
+        # It holds every holder's webhook secret: readable by its owner only. SQLite
+        # gives its -wal and -shm files the database file's permissions.
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
+        store = cls(path)
         try:
             store._check_and_migrate()
         except BaseException:

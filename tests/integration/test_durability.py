@@ -331,3 +331,30 @@ async def test_sigterm_finishes_in_flight_requests_and_closes_the_store(tmp_path
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTH) as api:
             items = (await api.get("/v1/pages")).json()["items"]
     assert [h["pfn"] for h in items] == [NORMAL + 1]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+async def test_a_read_only_data_dir_refuses_writes_and_keeps_reads(tmp_path: Path) -> None:
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        async with service(mount) as api:
+            await api.post("/v1/holders", json={"name": "nic0"})
+            await api.put(f"/v1/pages/{NORMAL}/hold", json={"holder": "nic0"})
+            # the data dir turns read-only under the running server (root ignores modes)
+            subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+            response = await api.put(f"/v1/pages/{NORMAL + 1}/hold", json={"holder": "nic0"})
+            assert response.status_code == 503, response.text
+            assert response.json()["code"] == "storage_unavailable"
+            assert (await api.get(f"/v1/pages/{NORMAL + 1}")).json()["held"] is False
+            assert (await api.get(f"/v1/pages/{NORMAL}")).json()["held"] is True
+            subprocess.run(["mount", "-o", "remount,rw", str(mount)], check=True)
+            again = await api.put(f"/v1/pages/{NORMAL + 1}/hold", json={"holder": "nic0"})
+            assert again.status_code == 201  # writable again: writes go through again
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -20,6 +20,9 @@ async def test_a_new_store_is_created_at_the_current_schema(tmp_path: Path) -> N
     db = sqlite3.connect(tmp_path / "data" / DB_FILE)
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # webhook secrets live in it: owner only
+    assert (tmp_path / "data" / DB_FILE).stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
