@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from .errors import StorageUnavailable
 
@@ -106,23 +108,34 @@ _STOP = object()
 class Store:
     """The SQLite journal of one data directory; see the module docstring."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         self._queue: queue.SimpleQueue[_Submission | object] = queue.SimpleQueue()
-        self._db = _connect(path)
+        self._db = _connect(path, read_only)
         self._thread: threading.Thread | None = None
         self.commits = 0  # transactions committed (group commit makes this < submissions)
 
     @classmethod
     def open(cls, data_dir: Path) -> Store:
-        """Open (creating or migrating) the store; ``StoreError`` if it is unusable."""
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """Open (creating or migrating) the store; ``StoreError`` if it is unusable.
+
+        A data dir on a read-only filesystem opens read-only: everything is read back,
+        and every change is refused (``StorageUnavailable``, 503) instead of lost.
+        """
         path = data_dir / DB_FILE
-        # It holds every holder's webhook secret: readable by its owner only. SQLite
-        # gives its -wal and -shm files the database file's permissions.
-        path.touch(mode=0o600, exist_ok=True)
-        path.chmod(0o600)
-        store = cls(path)
+        if data_dir.is_dir() and not os.access(data_dir, os.W_OK):
+            if not path.exists():
+                raise StoreError(f"{data_dir}: read-only, and it holds no pageholder database")
+            log.warning("store %s: the data dir is read-only; changes will be refused", path)
+            store = cls(path, read_only=True)
+        else:
+            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # It holds every holder's webhook secret: readable by its owner only. SQLite
+            # gives its -wal and -shm files the database file's permissions.
+            path.touch(mode=0o600, exist_ok=True)
+            path.chmod(0o600)
+            store = cls(path)
         try:
             store._check_and_migrate()
         except BaseException:
@@ -133,7 +146,8 @@ class Store:
     def _check_and_migrate(self) -> None:
         db = self._db
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            if not self.read_only:
+                db.execute("PRAGMA journal_mode=WAL")
             ok = db.execute("PRAGMA quick_check").fetchone()[0]
             version = db.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
@@ -145,6 +159,8 @@ class Store:
                 f"{self.path}: schema version {version} is newer than this pageholder "
                 f"({SCHEMA_VERSION}); upgrade pageholder"
             )
+        if version < SCHEMA_VERSION and self.read_only:
+            raise StoreError(f"{self.path}: needs a schema upgrade, but the data dir is read-only")
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with db:
                 db.executescript(f"BEGIN; {MIGRATIONS[target]}; PRAGMA user_version = {target};")
@@ -278,10 +294,15 @@ def _resolve(submission: _Submission, error: StorageUnavailable | None) -> None:
         pass
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
     try:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA synchronous=FULL")
+        if read_only:
+            # immutable: nothing can change it, so SQLite needs no -wal/-shm to read it.
+            uri = f"file:{quote(str(path))}?mode=ro&immutable=1"
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        else:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: not a usable pageholder database ({exc})") from None

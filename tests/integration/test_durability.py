@@ -345,16 +345,22 @@ async def test_a_read_only_data_dir_refuses_writes_and_keeps_reads(tmp_path: Pat
     try:
         async with service(mount) as api:
             await api.post("/v1/holders", json={"name": "nic0"})
-            await api.put(f"/v1/pages/{NORMAL}/hold", json={"holder": "nic0"})
-            # the data dir turns read-only under the running server (root ignores modes)
-            subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
-            response = await api.put(f"/v1/pages/{NORMAL + 1}/hold", json={"holder": "nic0"})
-            assert response.status_code == 503, response.text
-            assert response.json()["code"] == "storage_unavailable"
-            assert (await api.get(f"/v1/pages/{NORMAL + 1}")).json()["held"] is False
+            await api.put(f"/v1/pages/{NORMAL}/hold", json={"holder": "nic0", "order": 2})
+        # the filesystem turns read-only (as ext4's errors=remount-ro does); root ignores
+        # file modes, so this is the way to make the data dir really read-only
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        async with service(mount) as api:
+            page = (await api.get(f"/v1/pages/{NORMAL + 3}")).json()
+            assert (page["holder"], page["order"]) == ("nic0", 2)
+            for refused in (
+                await api.put(f"/v1/pages/{NORMAL + 8}/hold", json={"holder": "nic0"}),
+                await api.delete(f"/v1/pages/{NORMAL}/hold"),
+                await api.post("/v1/holders", json={"name": "gpu0"}),
+            ):
+                assert refused.status_code == 503, refused.text
+                assert refused.json()["code"] == "storage_unavailable"
+            assert (await api.get(f"/v1/pages/{NORMAL + 8}")).json()["held"] is False
             assert (await api.get(f"/v1/pages/{NORMAL}")).json()["held"] is True
-            subprocess.run(["mount", "-o", "remount,rw", str(mount)], check=True)
-            again = await api.put(f"/v1/pages/{NORMAL + 1}/hold", json={"holder": "nic0"})
-            assert again.status_code == 201  # writable again: writes go through again
+            assert [h["name"] for h in (await api.get("/v1/holders")).json()["items"]] == ["nic0"]
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
