@@ -139,13 +139,20 @@ WHY = {
         " measured: dependencies as `async def` (they ran in the thread pool: 0.38x -> 0.69x),"
         " aiorwlock without its yield after acquire and `gc.freeze()` after start (p99 33 ms"
         " -> 9 ms, 0.77x), two fewer dependency nodes and a response built without a second"
-        " validation (0.78x). What is left would mean authenticating outside FastAPI's"
-        " dependency system, which would lose the documented security scheme of /docs."
+        " validation (0.78x). Then httptools and uvloop became dependencies: every route got"
+        " faster (same run shape, h11 + asyncio before: trivial 5,892, lookup 4,770 = 0.79x,"
+        " pairs 4,263 req/s = 0.72x; after: trivial ~9,000, lookup ~6,300, pairs ~5,400),"
+        " the constant route most of all, so the ratios fell while every number rose. What"
+        " is left is Python per request in FastAPI's dependency solving, which a faster"
+        " server core leaves exposed; removing it would mean authenticating outside FastAPI's"
+        " dependency system and losing the documented security scheme of /docs."
     ),
     "pairs": (
         "Each PUT and DELETE has the lookup's dependency chain plus a JSON body parsed into"
         " a pydantic model (PUT), the zone's writer lock, the tree change and a `HoldResult`"
-        " response (PUT) or an empty 204 (DELETE)."
+        " response (PUT) or an empty 204 (DELETE). With h11 and the asyncio loop this"
+        " passed (0.72x, see the lookup note); httptools and uvloop speed up the constant"
+        " route more than these."
     ),
 }
 
@@ -265,8 +272,8 @@ def section(rows: list[Row], seconds: float, run_seconds: float, rounds: int) ->
         header(SECTION, COMMAND, seconds, extra=f"; wrk {THREADS} threads, {CONNECTIONS} conns")
         + 'One server process: `create_app(Settings(data_dir=":memory:"))` plus a'
         " constant-JSON `GET /bench/const` (async, no auth) added to the same app, uvicorn"
-        " with one worker on 127.0.0.1 (h11 and the asyncio loop: neither httptools nor"
-        f" uvloop is installed). wrk, {THREADS} threads, {CONNECTIONS} connections,"
+        " with one worker on 127.0.0.1, with httptools and uvloop as `pageholder serve` runs"
+        f" it. wrk, {THREADS} threads, {CONNECTIONS} connections,"
         f" {run_seconds:g} s per run, the three workloads alternating over {rounds} rounds"
         " (each round starting with another); every request carries the admin bearer"
         f" token. Lookups draw pfns uniformly from {LOOKUP_SPAN} pfns of which {HELD} are"

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from .errors import PageHolderError
 from .holds import Hold
@@ -24,8 +23,7 @@ T = TypeVar("T")
 Op = tuple[Any, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class BatchItem:
+class BatchItem(NamedTuple):
     pfn: int
     order: int
     status: str  # created | unchanged | overwritten | unset | error
@@ -121,11 +119,28 @@ async def batch_set(
     registry.authorize(actor, holder, "hold pages")
     stamp = registry.new_stamp()
 
-    def apply(zh: ZoneHolds, pfn: int, order: int) -> tuple[str, SetResult]:
+    # A token is (pfn, order) of a hold made by the fast path (nothing overlapped), or
+    # the SetResult of the general one.
+    Token = tuple[int, int] | SetResult
+
+    def apply(zh: ZoneHolds, pfn: int, order: int) -> tuple[str, Token]:
+        if registry.try_create(zh, pfn, order, holder, stamp):
+            return "created", (pfn, order)
         result = registry.apply_set(zh, pfn, order, holder, overwrite, actor, stamp)
         return result.status.value, result
 
-    return await _run(registry, entries, registry.place, apply, registry.undo_set, set_ops, atomic)
+    def undo(zh: ZoneHolds, token: Token) -> None:
+        if isinstance(token, SetResult):
+            registry.undo_set(zh, token)
+        else:
+            registry.undo_create(zh, token[0], holder, stamp)
+
+    def ops_of(token: Token) -> list[Op]:
+        if isinstance(token, SetResult):
+            return set_ops(token)
+        return [("hold", token[0], token[1], holder.name, stamp)]
+
+    return await _run(registry, entries, registry.place, apply, undo, ops_of, atomic)
 
 
 async def batch_unset(
