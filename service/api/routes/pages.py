@@ -77,6 +77,7 @@ async def get_page(pfn: PfnPath, registry: RegistryDep, _: PrincipalDep) -> Resp
 @router.put(
     "/{pfn}/hold",
     name="set_hold",
+    response_model=HoldResult,
     responses={
         201: {"model": HoldResult, "description": "a new hold"},
         **documented(401, 403, 404, 409, 413, 422, 503),
@@ -86,9 +87,8 @@ async def set_hold(
     pfn: PfnPath,
     registry: RegistryDep,
     principal: PrincipalDep,
-    response: Response,
     body: Annotated[HoldRequest | None, Body()] = None,
-) -> HoldResult:
+) -> Response:
     """Hold `2**order` pages from `pfn` (the RFC's `page_set_hold`).
 
     201 for a new hold; 200 when it was already held the same way (`unchanged`) or when
@@ -102,14 +102,23 @@ async def set_hold(
     result = await registry.set_hold(
         pfn, holder, order=request.order, overwrite=request.overwrite, actor=actor
     )
-    if result.status is SetStatus.CREATED:
-        response.status_code = status.HTTP_201_CREATED
-    previous = result.previous
-    return HoldResult(
-        **HoldOut.of(result.hold).model_dump(),
+    hold, previous = result.hold, result.previous
+    # Built without validation (the core's values) and serialized once, as get_page does.
+    answer = HoldResult.model_construct(
+        pfn=hold.pfn,
+        order=hold.order,
+        holder=hold.holder.name,
+        state=hold.state.value,
+        since=to_time(hold.since),
         result=result.status.value,
         previous=previous[0].holder.name if previous else None,
         replaced=[HoldOut.of(h) for h in previous],
+    )
+    created = result.status is SetStatus.CREATED
+    return Response(
+        answer.model_dump_json(),
+        status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        media_type="application/json",
     )
 
 
