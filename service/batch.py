@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from .errors import PageHolderError
-from .holds import Hold
-from .registry import ADMIN, Actor, Registry, SetResult, ZoneHolds, set_ops
+from .holds import Hold, SetResult
+from .journal import set_ops
+from .registry import ADMIN, Actor, Registry, ZoneHolds
 
 MAX_BATCH_ENTRIES = 65536
 

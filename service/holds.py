@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple, Protocol
 
+from .layout import MemoryBlock, Zone
+
 
 class HoldState(StrEnum):
     HELD = "held"
@@ -81,6 +83,46 @@ class Hold:
     @property
     def since(self) -> float:
         return self.since_us / 1e6
+
+
+class SetStatus(StrEnum):
+    CREATED = "created"
+    UNCHANGED = "unchanged"
+    OVERWRITTEN = "overwritten"
+
+
+@dataclass(frozen=True, slots=True)
+class SetResult:
+    """What a set-hold did: the hold, and the holds it replaced (``overwritten``)."""
+
+    status: SetStatus
+    hold: Hold
+    previous: list[Hold]
+
+
+@dataclass(frozen=True, slots=True)
+class PageInfo:
+    """Who holds a page (the RFC's ``page_owner``), and where the page is."""
+
+    pfn: int
+    zone: Zone
+    block: int
+    hold: Hold | None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockUsage:
+    block: MemoryBlock
+    state: BlockState
+    held_pages: int
+    holds: int
+    removable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    hold: Hold
+    calls: int
 
 
 class PageRef(NamedTuple):

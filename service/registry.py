@@ -29,9 +29,8 @@ import asyncio
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from enum import Enum, StrEnum
-from typing import Any, Final, Protocol
+from enum import Enum
+from typing import Any, Final
 
 import aiorwlock
 
@@ -55,14 +54,20 @@ from .errors import (
 )
 from .holds import (
     BlockState,
+    BlockUsage,
     FailureReason,
     Hold,
     Holder,
     HoldState,
+    PageInfo,
     PageRef,
     ReleaseAnswer,
     ReleaseCaller,
+    Released,
+    SetResult,
+    SetStatus,
 )
+from .journal import Journal, holder_op, set_ops
 from .layout import MemoryBlock, MemoryLayout, Zone
 from .radix import MAX_ORDER, Entry, Occupied, RadixTree
 
@@ -84,39 +89,6 @@ MIN_TIMEOUT_S: Final = 0.1
 MAX_TIMEOUT_S: Final = 30.0
 
 
-class Journal(Protocol):
-    """Where changes are made durable (``store.Store``); None keeps them in memory only."""
-
-    def submit(
-        self, ops: Sequence[tuple[Any, ...]], on_failure: Callable[[], None] | None = None
-    ) -> asyncio.Future[None]: ...
-
-
-def hold_op(hold: Hold) -> tuple[Any, ...]:
-    return ("hold", hold.pfn, hold.order, hold.holder.name, hold.since_us)
-
-
-def holder_op(holder: Holder) -> tuple[Any, ...]:
-    return (
-        "holder",
-        holder.name,
-        holder.release_url,
-        holder.timeout_s,
-        holder.description,
-        holder.created,
-        holder.token_hash,
-        holder.webhook_secret,
-    )
-
-
-def set_ops(result: SetResult) -> list[tuple[Any, ...]]:
-    if result.status is SetStatus.UNCHANGED:
-        return []
-    ops: list[tuple[Any, ...]] = [("unhold", p.pfn) for p in result.previous]
-    ops.append(hold_op(result.hold))
-    return ops
-
-
 class ZoneHolds:
     """One zone's holds: its radix tree and the lock that guards it."""
 
@@ -129,42 +101,6 @@ class ZoneHolds:
         # lets a cancellation land right after acquiring; our critical sections take the
         # lock, change the tree synchronously and drop it, so there is nothing to gain.
         self.lock = aiorwlock.RWLock(fast=True)
-
-
-class SetStatus(StrEnum):
-    CREATED = "created"
-    UNCHANGED = "unchanged"
-    OVERWRITTEN = "overwritten"
-
-
-@dataclass(frozen=True, slots=True)
-class SetResult:
-    status: SetStatus
-    hold: Hold
-    previous: list[Hold]
-
-
-@dataclass(frozen=True, slots=True)
-class PageInfo:
-    pfn: int
-    zone: Zone
-    block: int
-    hold: Hold | None
-
-
-@dataclass(frozen=True, slots=True)
-class BlockUsage:
-    block: MemoryBlock
-    state: BlockState
-    held_pages: int
-    holds: int
-    removable: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Released:
-    hold: Hold
-    calls: int
 
 
 def validate_holder_settings(timeout_s: float, release_url: str | None) -> None:
@@ -206,7 +142,7 @@ class Registry:
         except KeyError:
             raise HolderNotFound(f"no holder named {name!r}", holder=name) from None
 
-    def _submit(
+    def submit(
         self, ops: Sequence[tuple[Any, ...]], undo: Callable[[], None]
     ) -> asyncio.Future[None] | None:
         """Hand ``ops`` to the journal; call inside the critical section that made the
@@ -243,7 +179,7 @@ class Registry:
             webhook_secret=webhook_secret,
         )
         self.enrol(holder)
-        await self._durable(self._submit([holder_op(holder)], lambda: self._drop(holder)))
+        await self.durable(self.submit([holder_op(holder)], lambda: self._drop(holder)))
         return holder
 
     def enrol(self, holder: Holder) -> None:
@@ -257,7 +193,7 @@ class Registry:
             self._by_token_hash.pop(holder.token_hash, None)
 
     @staticmethod
-    async def _durable(pending: asyncio.Future[None] | None) -> None:
+    async def durable(pending: asyncio.Future[None] | None) -> None:
         """Wait until a submitted change committed. shield(): a client that goes away
         does not cancel the commit (nor the undo if it fails)."""
         if pending is not None:
@@ -297,7 +233,7 @@ class Registry:
                 for zh in self.zones:
                     self._mark_handler(zh, holder, holder.release_url is not None)
 
-        await self._durable(self._submit([holder_op(holder)], undo))
+        await self.durable(self.submit([holder_op(holder)], undo))
         return holder
 
     def _mark_handler(self, zh: ZoneHolds, holder: Holder, has_handler: bool) -> None:
@@ -333,7 +269,7 @@ class Registry:
             for zh, hold in dropped:
                 self._restore(zh, hold)
 
-        await self._durable(self._submit([("unholder", name)], undo))
+        await self.durable(self.submit([("unholder", name)], undo))
         return len(dropped)
 
     @staticmethod
@@ -433,9 +369,9 @@ class Registry:
         self.authorize(actor, holder, "hold pages")
         async with zh.lock.writer_lock:
             result = self.apply_set(zh, pfn, order, holder, overwrite, actor, self.new_stamp())
-            pending = self._submit(set_ops(result), lambda: self.undo_set(zh, result))
+            pending = self.submit(set_ops(result), lambda: self.undo_set(zh, result))
         # The lock is free while the journal commits: concurrent changes share commits.
-        await self._durable(pending)
+        await self.durable(pending)
         return result
 
     def apply_set(
@@ -563,8 +499,8 @@ class Registry:
         zh = self.zone_holds(pfn)
         async with zh.lock.writer_lock:
             hold = self.apply_unset(zh, pfn, actor)
-            pending = self._submit([("unhold", pfn)], lambda: self._restore(zh, hold))
-        await self._durable(pending)
+            pending = self.submit([("unhold", pfn)], lambda: self._restore(zh, hold))
+        await self.durable(pending)
         return hold
 
     def apply_unset(self, zh: ZoneHolds, pfn: int, actor: Actor) -> Hold:
@@ -591,14 +527,6 @@ class Registry:
 
     def undo_unset(self, zh: ZoneHolds, hold: Hold) -> None:
         self._restore(zh, hold)
-
-    async def durable(self, pending: asyncio.Future[None] | None) -> None:
-        await self._durable(pending)
-
-    def submit(
-        self, ops: Sequence[tuple[Any, ...]], undo: Callable[[], None]
-    ) -> asyncio.Future[None] | None:
-        return self._submit(ops, undo)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -729,7 +657,7 @@ class Registry:
                 erased = self.settle(zh, entry, released, failure and failure.detail)
                 held = Hold(ref.pfn, ref.order, holder, HoldState.HELD, entry.stamp)
                 pending = self.journal_erased(zh, [held] if erased else [])
-        await self._durable(pending)
+        await self.durable(pending)
         hold = Hold(ref.pfn, ref.order, holder, HoldState.RELEASING, entry.stamp)
         if failure is None:
             assert answer is not None
@@ -775,7 +703,7 @@ class Registry:
         undo_more: Callable[[], None] | None = None,
     ) -> asyncio.Future[None] | None:
         """Journal holds a settle erased (and ``more_ops``); a failed commit puts them back
-        as held. Call under the zone's write lock, like every ``_submit``."""
+        as held. Call under the zone's write lock, like every ``submit``."""
 
         def undo() -> None:
             if undo_more is not None:
@@ -783,7 +711,7 @@ class Registry:
             for hold in erased:
                 self._restore(zh, hold)
 
-        return self._submit([("unhold", h.pfn) for h in erased] + list(more_ops), undo)
+        return self.submit([("unhold", h.pfn) for h in erased] + list(more_ops), undo)
 
     def settle(self, zh: ZoneHolds, entry: Entry, released: bool, error: str | None) -> bool:
         """After a handler answered for ``entry``: erase it, or put it back to held.

@@ -20,9 +20,10 @@ from pageholder.service.holds import (
     PageFailure,
     PageRef,
     ReleaseAnswer,
+    SetStatus,
 )
 from pageholder.service.layout import MemoryLayout
-from pageholder.service.registry import NO_HANDLER, RELEASING, Registry, SetStatus
+from pageholder.service.registry import NO_HANDLER, RELEASING, Registry
 
 NORMAL = 1 << 20  # first pfn of the Normal zone, block 32
 

@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query
 
 from ...errors import BlockNotFound, InvalidRequest
-from ...holds import BlockState
+from ...holds import BlockState, BlockUsage
 from ...layout import MemoryBlock
 from ...offline import offline_block, online_block
-from ...registry import BlockUsage, Registry
+from ...registry import Registry
 from .. import cursors
 from ..deps import AdminDep, PrincipalDep, RegistryDep
 from ..problems import documented

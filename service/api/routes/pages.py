@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query, Response, status
 
 from ...errors import InvalidRequest
-from ...registry import ADMIN, SetStatus
+from ...holds import SetStatus
+from ...registry import ADMIN
 from .. import cursors
 from ..deps import AdminDep, PrincipalDep, RegistryDep
 from ..problems import documented
