@@ -259,16 +259,24 @@ async def test_a_layout_without_a_stored_hold_refuses_to_start(tmp_path: Path) -
     assert "Traceback" not in result.stderr + result.stdout
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
-async def test_a_full_disk_refuses_writes_and_keeps_reads(tmp_path: Path) -> None:
-    mount = tmp_path / "small"
-    mount.mkdir()
+@contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A small filesystem of the test's own (root only), unmounted afterwards."""
+    path.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+async def test_a_full_disk_refuses_writes_and_keeps_reads(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "small", "600k") as mount:
         async with service(mount) as api:
             await api.post("/v1/holders", json={"name": "nic0"})
             refused = None
@@ -288,8 +296,6 @@ async def test_a_full_disk_refuses_writes_and_keeps_reads(tmp_path: Path) -> Non
             assert nic0["holds"] == i * 1000  # nothing of the refused batch is in memory
             assert (await api.get(f"/v1/pages/{NORMAL + i * 1000}")).json()["held"] is False
             assert (await api.get(f"/v1/pages/{NORMAL}")).json()["held"] is True
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.mark.integration
@@ -335,14 +341,7 @@ async def test_sigterm_finishes_in_flight_requests_and_closes_the_store(tmp_path
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 async def test_a_read_only_data_dir_refuses_writes_and_keeps_reads(tmp_path: Path) -> None:
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "4m") as mount:
         async with service(mount) as api:
             await api.post("/v1/holders", json={"name": "nic0"})
             await api.put(f"/v1/pages/{NORMAL}/hold", json={"holder": "nic0", "order": 2})
@@ -362,5 +361,3 @@ async def test_a_read_only_data_dir_refuses_writes_and_keeps_reads(tmp_path: Pat
             assert (await api.get(f"/v1/pages/{NORMAL + 8}")).json()["held"] is False
             assert (await api.get(f"/v1/pages/{NORMAL}")).json()["held"] is True
             assert [h["name"] for h in (await api.get("/v1/holders")).json()["items"]] == ["nic0"]
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
