@@ -20,7 +20,7 @@ from ..recovery import Durable, open_durable, recover
 from ..registry import Registry
 from ..settings import Settings
 from ..webhooks import WebhookCaller
-from . import problems
+from . import docs, problems
 from .auth import TokenBook, load_admin_token
 from .metrics import Metrics
 from .routes import blocks, health, holders, holds, pages, zones
@@ -179,9 +179,11 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
-        swagger_ui_parameters={"persistAuthorization": True},
+        docs_url=None,  # served by docs.install from local files, not a CDN
+        redoc_url=None,
     )
     problems.install(app)
+    docs.install(app, app.title)
     build_spec = app.openapi
 
     def openapi() -> dict[str, Any]:
