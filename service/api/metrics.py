@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -51,11 +52,42 @@ class Metrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self.offlines = Counter(
+            "pageholder_offlines",
+            "memory-block offlines by outcome (offline, or cancelled back to online)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.offline_seconds = Histogram(
+            "pageholder_offline_seconds",
+            "how long an offline took, isolate to commit or cancel",
+            registry=self.registry,
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.offline_failures = Counter(
+            "pageholder_offline_failures",
+            "holds an offline could not release, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.released_pages = Counter(
+            "pageholder_offline_released_pages",
+            "pages released by offlines",
+            registry=self.registry,
+        )
         self._pageholder: Registry | None = None
         self.registry.register(_HoldsCollector(lambda: self._pageholder))
 
     def watch(self, registry: Registry) -> None:
         self._pageholder = registry
+
+    def observe_offline(self, report: dict[str, Any]) -> None:
+        """Count one offline from its report (``OfflineReport.as_dict()``)."""
+        self.offlines.labels("offline" if report["state"] == "offline" else "cancelled").inc()
+        self.offline_seconds.observe(report["duration_ms"] / 1000)
+        self.released_pages.inc(report["released_pages"])
+        for failure in report["failures"]:
+            self.offline_failures.labels(failure["reason"]).inc()
 
     def observe_webhook(self, outcome: str, seconds: float) -> None:
         self.webhook_calls.labels(outcome).inc()

@@ -72,6 +72,10 @@ async def test_a_hold_without_handler_cancels_the_offline(harness: Harness) -> N
     assert (await harness.page(B32))["held"] is False
     assert (await harness.page(B32 + 7))["state"] == "held"
     assert (await harness.block(32))["state"] == "online"
+    metrics = (await harness.admin.get("/metrics")).text
+    assert 'pageholder_offlines_total{outcome="cancelled"} 1.0' in metrics
+    assert 'pageholder_offline_failures_total{reason="no_release_handler"} 1.0' in metrics
+    assert "pageholder_offline_released_pages_total 1.0" in metrics
 
 
 async def test_a_failing_handler_is_reported_with_its_own_words(harness: Harness) -> None:

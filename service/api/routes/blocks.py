@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query
 
-from ...errors import BlockNotFound, InvalidRequest
+from ...errors import BlockNotFound, InvalidRequest, OfflineFailed
 from ...holds import BlockState, BlockUsage
 from ...layout import MemoryBlock
 from ...offline import offline_block, online_block
 from ...registry import Registry
 from .. import cursors
-from ..deps import AdminDep, PrincipalDep, RegistryDep
+from ..deps import AdminDep, PrincipalDep, RegistryDep, StateDep
 from ..problems import documented
 from ..schemas import BlockList, BlockOut, OfflineReportOut, OfflineRequest
 
@@ -84,14 +84,19 @@ async def get_block(block_id: BlockId, registry: RegistryDep, _: PrincipalDep) -
 )
 async def offline(
     block_id: BlockId,
-    registry: RegistryDep,
+    state: StateDep,
     _: AdminDep,
     body: Annotated[OfflineRequest | None, Body()] = None,
 ) -> OfflineReportOut:
     """Take a memory block offline (hot-remove): isolate it, ask every holder once for all
     of its pages there, and commit, or cancel with a report of what refused and why."""
     deadline_s = (body or OfflineRequest()).deadline_s
-    report = await offline_block(registry, block_id, deadline_s=deadline_s)
+    try:
+        report = await offline_block(state.registry, block_id, deadline_s=deadline_s)
+    except OfflineFailed as failed:
+        state.metrics.observe_offline(failed.extra["report"])
+        raise
+    state.metrics.observe_offline(report.as_dict())
     return OfflineReportOut.model_validate(report.as_dict())
 
 
