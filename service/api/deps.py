@@ -16,10 +16,23 @@ from .auth import Principal
 from .problems import HTTPProblem
 from .state import ServiceState
 
-bearer = HTTPBearer(
-    auto_error=False,
-    description="the admin token (printed at first start) or a holder's token",
-)
+
+class BearerAuth(HTTPBearer):
+    """The bearer token resolved to a principal, in one dependency.
+
+    An ``HTTPBearer`` (so OpenAPI and /docs' Authorize button know the scheme) that
+    resolves the token itself: one dependency node instead of two on every request.
+    """
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        credentials = await super().__call__(request)
+        return principal_of(request.app.state.service, credentials)
+
+
+TOKEN_HELP = "the admin token (printed at first start) or a holder's token"
+bearer = BearerAuth(scheme_name="HTTPBearer", auto_error=False, description=TOKEN_HELP)
+# The plain scheme, for /metrics, which may also be open without a token.
+optional_bearer = HTTPBearer(scheme_name="HTTPBearer", auto_error=False, description=TOKEN_HELP)
 
 
 async def get_state(request: Request) -> ServiceState:
@@ -40,13 +53,6 @@ async def get_registry(request: Request) -> Registry:
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 
 
-async def get_principal(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
-    return principal_of(request.app.state.service, credentials)
-
-
 def principal_of(
     state: ServiceState, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
@@ -59,7 +65,7 @@ def principal_of(
     return principal
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
+PrincipalDep = Annotated[Principal, Depends(bearer)]
 
 
 async def require_admin(principal: PrincipalDep) -> Principal:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..deps import StateDep, admin_only, bearer, principal_of
+from ..deps import StateDep, admin_only, optional_bearer, principal_of
 from ..problems import HTTPProblem, documented
 from ..schemas import Health
 
@@ -40,7 +40,7 @@ async def readyz(state: StateDep) -> Health:
 )
 async def metrics(
     state: StateDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(optional_bearer)],
 ) -> Response:
     """Prometheus metrics: requests, holds per zone, webhook calls by outcome and latency.
     Needs the admin token unless the server runs with `PAGEHOLDER_METRICS_OPEN=true`."""
