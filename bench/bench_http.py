@@ -129,30 +129,29 @@ WORKLOADS = ("trivial", "lookup", "pairs")
 # the A/B below were measured once (2026-11-26, same machine), not by every run.
 WHY = {
     "lookup": (
-        "A lookup pays for what the constant route skips, above all authentication:"
-        " FastAPI solves `HTTPBearer`, `get_principal` (a SHA-256 of the token and a dict"
-        " lookup) and `get_registry` on every request, then validates the path, and"
-        " `registry.lookup` takes the zone's reader lock and descends the tree twice (entry,"
-        " then its RELEASING mark). In-process (httpx ASGITransport, 3x3000 requests) a"
-        " lookup costs ~42 us more than the constant route, most of it in FastAPI's"
-        " `solve_dependencies`; the tree's part is a few microseconds. Already done, each"
-        " measured: dependencies as `async def` (they ran in the thread pool: 0.38x -> 0.69x),"
+        "A lookup pays for what the constant route skips, above all authentication: FastAPI"
+        " solves the bearer scheme (which resolves the token: a SHA-256 and a dict lookup)"
+        " and `get_registry` on every request and validates the path, and `registry.lookup`"
+        " takes the zone's reader lock and descends the tree twice (the entry, then its"
+        " RELEASING mark). In-process (httpx ASGITransport, 3x3000 requests) a lookup costs"
+        " ~38 us more than the constant route, most of it in FastAPI's `solve_dependencies`;"
+        " the tree's part is a few microseconds. Done, each measured in this benchmark:"
+        " dependencies as `async def` (they ran in the thread pool: 0.38x -> 0.69x),"
         " aiorwlock without its yield after acquire and `gc.freeze()` after start (p99 33 ms"
-        " -> 9 ms, 0.77x), two fewer dependency nodes and a response built without a second"
-        " validation (0.78x). Then httptools and uvloop became dependencies: every route got"
-        " faster (same run shape, h11 + asyncio before: trivial 5,892, lookup 4,770 = 0.79x,"
-        " pairs 4,263 req/s = 0.72x; after: trivial ~9,000, lookup ~6,300, pairs ~5,400),"
-        " the constant route most of all, so the ratios fell while every number rose. What"
-        " is left is Python per request in FastAPI's dependency solving, which a faster"
-        " server core leaves exposed; removing it would mean authenticating outside FastAPI's"
-        " dependency system and losing the documented security scheme of /docs."
+        " -> 9 ms; 0.77x), three fewer dependency nodes and responses serialized once"
+        " (0.79x with h11 and the asyncio loop). Then httptools and uvloop became"
+        " dependencies: every route got faster (lookup 4,770 -> ~6,900 req/s, pairs 4,263 ->"
+        " ~6,100), the constant route most of all (5,892 -> ~9,300), so the ratios fell while"
+        " every number rose. What is left is Python per request in FastAPI's dependency"
+        " solving; removing it would mean authenticating outside FastAPI's dependency system"
+        " and losing the documented security scheme of /docs."
     ),
     "pairs": (
         "Each PUT and DELETE has the lookup's dependency chain plus a JSON body parsed into"
         " a pydantic model (PUT), the zone's writer lock, the tree change and a `HoldResult`"
-        " response (PUT) or an empty 204 (DELETE). With h11 and the asyncio loop this"
-        " passed (0.72x, see the lookup note); httptools and uvloop speed up the constant"
-        " route more than these."
+        " response (PUT) or an empty 204 (DELETE). With h11 and the asyncio loop this passed"
+        " (0.72x, see the lookup note); httptools and uvloop speed up the constant route"
+        " more than these."
     ),
 }
 
