@@ -96,6 +96,25 @@ class HolderList(BaseModel):
 class PageOut(BaseModel):
     """Who holds one page (the RFC's ``page_owner``)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "pfn": 1048600,
+                    "node": 0,
+                    "zone": "0/Normal",
+                    "block": 32,
+                    "held": True,
+                    "holder": "nic0",
+                    "head_pfn": 1048576,
+                    "order": 9,
+                    "state": "held",
+                    "since": "2026-11-26T15:00:00.000000Z",
+                }
+            ]
+        }
+    )
+
     pfn: int
     node: int
     zone: str = Field(examples=["0/Normal"])
@@ -135,6 +154,23 @@ class HoldOut(BaseModel):
 
 
 class HoldResult(HoldOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "pfn": 1048576,
+                    "order": 9,
+                    "holder": "nic0",
+                    "state": "held",
+                    "since": "2026-11-26T15:00:00.000000Z",
+                    "result": "created",
+                    "previous": None,
+                    "replaced": [],
+                }
+            ]
+        }
+    )
+
     result: Literal["created", "unchanged", "overwritten"]
     previous: str | None = Field(
         default=None, description="holder of the (first) hold that was overwritten"
@@ -182,6 +218,25 @@ class ZoneList(BaseModel):
 
 
 class BlockOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 32,
+                    "start_pfn": 1048576,
+                    "nr_pages": 32768,
+                    "node": 0,
+                    "zone": "0/Normal",
+                    "zones": ["0/Normal"],
+                    "state": "online",
+                    "held_pages": 4608,
+                    "holds": 72,
+                    "removable": True,
+                }
+            ]
+        }
+    )
+
     id: int
     start_pfn: int
     nr_pages: int
@@ -293,6 +348,30 @@ class OfflineFailureOut(BaseModel):
 
 
 class OfflineReportOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "block": 33,
+                    "state": "online",
+                    "released_pages": 4096,
+                    "released_holds": 8,
+                    "webhook_calls": 2,
+                    "duration_ms": 12.5,
+                    "failures": [
+                        {
+                            "holder": "rdma0",
+                            "pfn": 1085440,
+                            "order": 0,
+                            "reason": "release_failed",
+                            "detail": "holder 'rdma0': HTTP 500: MR still registered by qp 7",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     block: int
     state: Literal["online", "going_offline", "offline"]
     released_pages: int
