@@ -39,17 +39,23 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 @contextmanager
-def connect(url: str, token: str | None) -> Iterator[PageHolderClient]:
-    """A client whose errors become one line on stderr and exit code 1."""
+def client_errors(url: str) -> Iterator[None]:
+    """A registry's refusal or an unreachable registry: one line on stderr, exit code 1."""
     try:
-        with PageHolderClient(url, token) as client:
-            yield client
+        yield
     except PageHolderError as exc:
-        err.print(f"[red]error:[/red] {exc.detail} ({exc.code})")
+        err.print(f"[red]error:[/red] {url}: {exc.detail} ({exc.code})")
         raise typer.Exit(1) from None
     except ClientError as exc:
         err.print(f"[red]error:[/red] {url}: {exc}")
         raise typer.Exit(1) from None
+
+
+@contextmanager
+def connect(url: str, token: str | None) -> Iterator[PageHolderClient]:
+    """A client whose errors become one line on stderr and exit code 1."""
+    with client_errors(url), PageHolderClient(url, token) as client:
+        yield client
 
 
 def emit(data: Any) -> None:

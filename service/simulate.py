@@ -67,7 +67,6 @@ from typing import Annotated, Any, Final, Literal, get_args
 
 import typer
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from rich.console import Console
 
 from pageholder.client import (
     AsyncPageHolderClient,
@@ -77,13 +76,14 @@ from pageholder.client import (
     ClientError,
     HolderCreated,
     HolderExists,
-    PageHolderError,
     ReleaseReceiver,
     ReleaseRequest,
     ReleaseResult,
     RunningReceiver,
     serve_receiver,
 )
+
+from .commands import client_errors, err
 
 __all__ = [
     "BEHAVIOURS",
@@ -678,8 +678,6 @@ def _netloc(host: str) -> str:
 
 # --- the command -------------------------------------------------------------------------
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
 
 def simulate(
     registry: Annotated[
@@ -735,18 +733,13 @@ def simulate(
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        code = asyncio.run(
-            _run(registry, token, scenario, listen_host, advertise_host, duration, cleanup)
-        )
+        with client_errors(registry):
+            code = asyncio.run(
+                _run(registry, token, scenario, listen_host, advertise_host, duration, cleanup)
+            )
     except ScenarioError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    except PageHolderError as exc:
-        err.print(f"[red]error:[/red] {registry}: {exc.detail} ({exc.code})")
-        raise typer.Exit(1) from None
-    except ClientError as exc:
-        err.print(f"[red]error:[/red] {registry}: {exc}")
-        raise typer.Exit(1) from None
     except OSError as exc:
         err.print(f"[red]error:[/red] {exc.strerror or exc}")
         raise typer.Exit(1) from None
