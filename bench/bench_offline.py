@@ -44,9 +44,9 @@ from pageholder.client._receiver import (
     RunningReceiver,
     serve_receiver,
 )
-from pageholder.service.batch import batch_set, expand
-from pageholder.service.layout import MemoryLayout
-from pageholder.service.registry import Registry
+from pageholder.service.core.batch import batch_set, expand
+from pageholder.service.core.layout import MemoryLayout
+from pageholder.service.core.registry import Registry
 
 from ._report import header, write_section
 from ._server import (

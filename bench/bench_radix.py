@@ -31,7 +31,7 @@ from pathlib import Path
 
 from sortedcontainers import SortedDict
 
-from pageholder.service.radix import Entry, RadixTree
+from pageholder.service.core.radix import Entry, RadixTree
 
 from ._report import machine, write_section
 

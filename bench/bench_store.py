@@ -35,12 +35,12 @@ from pathlib import Path
 
 import httpx
 
-from pageholder.service.holds import Holder
-from pageholder.service.layout import MemoryLayout
-from pageholder.service.radix import RadixTree
-from pageholder.service.recovery import _check_fits, open_durable, recover
-from pageholder.service.registry import Registry
-from pageholder.service.store import Store
+from pageholder.service.core.layout import MemoryLayout
+from pageholder.service.core.model import Holder
+from pageholder.service.core.radix import RadixTree
+from pageholder.service.core.registry import Registry
+from pageholder.service.storage.recovery import _check_fits, open_durable, recover
+from pageholder.service.storage.sqlite import Store
 
 from ._report import header, write_section
 from ._server import (

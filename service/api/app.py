@@ -12,19 +12,19 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..holds import ReleaseCaller
-from ..layout import MemoryLayout
-from ..recovery import Durable, open_durable, recover
-from ..registry import Registry
-from ..settings import Settings
-from ..webhooks import WebhookCaller
-from . import docs, problems
-from .auth import TokenBook, load_admin_token
-from .metrics import Metrics
-from .routes import blocks, health, holders, holds, pages, zones
-from .state import ServiceState
+from pageholder.service.api import docs, problems
+from pageholder.service.api.auth import TokenBook, load_admin_token
+from pageholder.service.api.metrics import Metrics
+from pageholder.service.api.middleware import BodyLimit, CountRequests
+from pageholder.service.api.routes import batches, blocks, health, holders, pages, zones
+from pageholder.service.api.state import ServiceState
+from pageholder.service.core.layout import MemoryLayout
+from pageholder.service.core.model import ReleaseCaller
+from pageholder.service.core.registry import Registry
+from pageholder.service.settings import Settings
+from pageholder.service.storage.recovery import Durable, open_durable, recover
+from pageholder.service.webhooks.caller import WebhookCaller
 
 log = logging.getLogger("pageholder")
 
@@ -40,77 +40,6 @@ start (or a holder's token returned by `POST /v1/holders`).
 
 def _operation_id(route: APIRoute) -> str:
     return route.name
-
-
-class BodyLimit:
-    """Refuses request bodies over ``limit`` bytes with 413, before a route reads them."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await self._refuse(scope, receive, send)
-                return
-        seen = 0
-        refused = False
-
-        async def counted() -> Message:
-            # Past the limit: answer 413 ourselves, tell the app the client went away,
-            # and drop whatever the app then tries to send.
-            nonlocal seen, refused
-            if refused:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    refused = True
-                    await self._refuse(scope, receive, send)
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded(message: Message) -> None:
-            if not refused:
-                await send(message)
-
-        await self.app(scope, counted, guarded)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problems.problem("payload_too_large", f"request body is over {self.limit} bytes")
-        await response(scope, receive, send)
-
-
-class CountRequests:
-    """Counts requests by method, route template and status for /metrics."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def sent(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sent)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
 
 
 def create_app(
@@ -192,7 +121,7 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    for module in (holders, pages, holds, zones, blocks, health):
+    for module in (holders, pages, batches, zones, blocks, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(CountRequests, metrics=metrics)

@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..registry import Registry
+from pageholder.service.core.registry import Registry
 
 ADMIN_TOKEN_FILE = "admin-token"
 

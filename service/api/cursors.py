@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import InvalidRequest
+from pageholder.service.core.errors import InvalidRequest
 
 MAX_DIGITS = 20  # a pfn or block id never needs more
 

@@ -11,10 +11,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..registry import Registry
-from .auth import Principal
-from .problems import HTTPProblem
-from .state import ServiceState
+from pageholder.service.api.auth import Principal
+from pageholder.service.api.problems import HTTPProblem
+from pageholder.service.api.state import ServiceState
+from pageholder.service.core.registry import Registry
 
 
 class BearerAuth(HTTPBearer):

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ..registry import Registry
+from pageholder.service.core.registry import Registry
 
 
 class _HoldsCollector(Collector):

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import errors
+from pageholder.service.core import errors
 
 log = logging.getLogger("pageholder.api")
 

@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..holds import Hold, Holder
-from ..layout import MemoryBlock, Zone
-from ..radix import MAX_ORDER
+from pageholder.service.core.layout import MemoryBlock, Zone
+from pageholder.service.core.model import Hold, Holder
+from pageholder.service.core.radix import MAX_ORDER
 
 Pfn = Annotated[int, Field(ge=0, le=2**52, description="page frame number", examples=[1048576])]
 Order = Annotated[

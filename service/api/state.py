@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import httpx
 
-from ..registry import Registry
-from ..settings import Settings
-from .auth import AdminToken, TokenBook
-from .metrics import Metrics
+from pageholder.service.api.auth import AdminToken, TokenBook
+from pageholder.service.api.metrics import Metrics
+from pageholder.service.core.registry import Registry
+from pageholder.service.settings import Settings
 
 
 @dataclass(slots=True)

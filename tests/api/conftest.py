@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from pageholder.service.api import create_app
-from pageholder.service.holds import FailureReason, Holder, PageRef, ReleaseAnswer
-from pageholder.service.layout import MemoryLayout
-from pageholder.service.registry import Registry
+from pageholder.service.core.layout import MemoryLayout
+from pageholder.service.core.model import FailureReason, Holder, PageRef, ReleaseAnswer
+from pageholder.service.core.registry import Registry
 from pageholder.service.settings import Settings
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pageholder.service import errors
 from pageholder.service.api.problems import STATUS
+from pageholder.service.core import errors
 
 from .conftest import NORMAL, Api, assert_problem
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from pageholder.service.holds import BlockState
-from pageholder.service.layout import MemoryLayout
+from pageholder.service.core.layout import MemoryLayout
+from pageholder.service.core.model import BlockState
 
 from .conftest import NORMAL, Api, assert_problem, start
 

@@ -36,7 +36,7 @@ from schemathesis.checks import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pageholder.service.api import create_app
-from pageholder.service.holds import Holder, PageRef, ReleaseAnswer
+from pageholder.service.core.model import Holder, PageRef, ReleaseAnswer
 from pageholder.service.settings import Settings
 
 SPEC = Path(__file__).parents[2] / "openapi" / "openapi.json"

@@ -21,7 +21,7 @@ from pageholder.client import (
     serve_receiver,
 )
 from pageholder.service.api import create_app
-from pageholder.service.registry import Registry
+from pageholder.service.core.registry import Registry
 from pageholder.service.settings import Settings
 
 ADMIN_TOKEN = "integration-admin-token-0123456789"

@@ -36,7 +36,7 @@ def pageholder_command() -> list[str]:
     script = Path(sys.executable).parent / "pageholder"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from pageholder.service.cli import main; main()"]
+    return [sys.executable, "-c", "from pageholder.cli.main import main; main()"]
 
 
 def server_env(admin_token: str | None) -> dict[str, str]:

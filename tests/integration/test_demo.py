@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from pageholder.service.demo import DEMO_BLOCKS, DEMO_SCENARIO
+from pageholder.cli.demo import DEMO_BLOCKS, DEMO_SCENARIO
 
 from .servers import pageholder_command, server_env
 

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from pageholder.service import store as store_module
 from pageholder.service.api import create_app
 from pageholder.service.settings import Settings
+from pageholder.service.storage import sqlite as store_module
 
 TOKEN = "durability-admin-token-0123456789"
 NORMAL = 1 << 20

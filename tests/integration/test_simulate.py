@@ -22,7 +22,7 @@ from pageholder.client import (
 )
 from pageholder.service.api import create_app
 from pageholder.service.settings import Settings
-from pageholder.service.simulate import (
+from pageholder.sim import (
     Scenario,
     ScenarioError,
     SimulatedFleet,

@@ -7,15 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query
 
-from ...errors import BlockNotFound, InvalidRequest, OfflineFailed
-from ...holds import BlockState, BlockUsage
-from ...layout import MemoryBlock
-from ...offline import offline_block, online_block
-from ...registry import Registry
-from .. import cursors
-from ..deps import AdminDep, PrincipalDep, RegistryDep, StateDep
-from ..problems import documented
-from ..schemas import BlockList, BlockOut, OfflineReportOut, OfflineRequest
+from pageholder.service.api import cursors
+from pageholder.service.api.deps import AdminDep, PrincipalDep, RegistryDep, StateDep
+from pageholder.service.api.problems import documented
+from pageholder.service.api.schemas import BlockList, BlockOut, OfflineReportOut, OfflineRequest
+from pageholder.service.core.errors import BlockNotFound, InvalidRequest, OfflineFailed
+from pageholder.service.core.layout import MemoryBlock
+from pageholder.service.core.model import BlockState, BlockUsage
+from pageholder.service.core.offline import offline_block, online_block
+from pageholder.service.core.registry import Registry
 
 router = APIRouter(prefix="/v1/blocks", tags=["blocks"])
 

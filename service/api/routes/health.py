@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..deps import StateDep, admin_only, optional_bearer, principal_of
-from ..problems import HTTPProblem, documented
-from ..schemas import Health
+from pageholder.service.api.deps import StateDep, admin_only, optional_bearer, principal_of
+from pageholder.service.api.problems import HTTPProblem, documented
+from pageholder.service.api.schemas import Health
 
 router = APIRouter(tags=["health"])
 

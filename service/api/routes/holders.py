@@ -6,13 +6,26 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from ...errors import Forbidden
-from ...registry import UNSET, Unset
-from ...webhooks import new_webhook_secret, validate_release_url
-from ..auth import hash_token, new_token
-from ..deps import AdminDep, PrincipalDep, RegistryDep, StateDep, require_self_or_admin
-from ..problems import documented
-from ..schemas import HolderCreate, HolderCreated, HolderList, HolderOut, HolderPatch
+from pageholder.service.api.auth import hash_token, new_token
+from pageholder.service.api.deps import (
+    AdminDep,
+    PrincipalDep,
+    RegistryDep,
+    StateDep,
+    require_self_or_admin,
+)
+from pageholder.service.api.problems import documented
+from pageholder.service.api.schemas import (
+    HolderCreate,
+    HolderCreated,
+    HolderList,
+    HolderOut,
+    HolderPatch,
+)
+from pageholder.service.core.errors import Forbidden
+from pageholder.service.core.registry import UNSET, Unset
+from pageholder.service.webhooks.caller import new_webhook_secret
+from pageholder.service.webhooks.policy import validate_release_url
 
 router = APIRouter(prefix="/v1/holders", tags=["holders"])
 

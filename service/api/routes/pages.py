@@ -6,13 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Response, status
 
-from ...errors import InvalidRequest
-from ...holds import SetStatus
-from ...registry import ADMIN
-from .. import cursors
-from ..deps import AdminDep, PrincipalDep, RegistryDep
-from ..problems import documented
-from ..schemas import (
+from pageholder.service.api import cursors
+from pageholder.service.api.deps import AdminDep, PrincipalDep, RegistryDep
+from pageholder.service.api.problems import documented
+from pageholder.service.api.schemas import (
     HoldList,
     HoldOut,
     HoldRequest,
@@ -21,6 +18,9 @@ from ..schemas import (
     ReleaseOut,
     to_time,
 )
+from pageholder.service.core.errors import InvalidRequest
+from pageholder.service.core.model import SetStatus
+from pageholder.service.core.registry import ADMIN
 
 router = APIRouter(prefix="/v1/pages", tags=["pages"])
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..deps import PrincipalDep, RegistryDep
-from ..problems import documented
-from ..schemas import ZoneList, ZoneOut
+from pageholder.service.api.deps import PrincipalDep, RegistryDep
+from pageholder.service.api.problems import documented
+from pageholder.service.api.schemas import ZoneList, ZoneOut
 
 router = APIRouter(prefix="/v1/zones", tags=["zones"])
 

@@ -1,0 +1,1 @@
+"""The ``pageholder`` command: the only code that prints."""

@@ -1,0 +1,92 @@
+"""``pageholder serve`` and ``pageholder openapi``: the registry itself.
+
+The server's modules (FastAPI, the store) are imported inside the commands, so the
+client commands beside these start without loading them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from pageholder.cli.console import fail
+
+#: What serve prints are lines to read in a log: never wrapped.
+out = Console(highlight=False, soft_wrap=True)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    layout: Annotated[
+        str | None, typer.Option(help="memory layout: default, host, or a TOML file")
+    ] = None,
+    data_dir: Annotated[
+        str | None, typer.Option(help="where state is kept; :memory: keeps nothing")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Run the registry (one process owns the state)."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from pageholder.service.api import create_app
+    from pageholder.service.api.auth import load_admin_token
+    from pageholder.service.core.layout import LayoutError, MemoryLayout
+    from pageholder.service.settings import Settings
+    from pageholder.service.storage.recovery import open_durable
+    from pageholder.service.storage.sqlite import StoreError
+
+    given: dict[str, Any] = {"host": host, "port": port, "layout": layout, "data_dir": data_dir}
+    try:
+        settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise fail(f"setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    data = None if settings.in_memory else Path(settings.data_dir)
+    try:
+        memory_layout = MemoryLayout.load(settings.layout)
+        durable = None if data is None else open_durable(data, memory_layout)
+        admin = load_admin_token(settings.admin_token, data)
+    except (LayoutError, StoreError) as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"data dir {settings.data_dir}: {exc.strerror or exc}") from None
+    settings = settings.model_copy(update={"admin_token": admin.token})
+    url = f"http://{settings.host}:{settings.port}"
+    out.print(f"pageholder serving on [bold]{url}[/bold]  (API docs: {url}/docs)")
+    out.print(memory_layout.describe())
+    if durable is None:
+        out.print(
+            "[yellow]--data-dir :memory: keeps nothing: holders and holds are lost when "
+            "the server stops[/yellow]"
+        )
+    else:
+        out.print(
+            f"state in {durable.store.path}: {len(durable.snapshot.holders)} holders, "
+            f"{len(durable.snapshot.holds)} holds"
+        )
+    if admin.generated:
+        where = f", saved in {admin.path}" if admin.path else " (not saved: :memory:)"
+        out.print(f"admin token{where}:\n  [bold]{admin.token}[/bold]")
+    app = create_app(settings, layout=memory_layout, durable=durable)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, workers=1)
+
+
+def openapi() -> None:
+    """Print the OpenAPI document of the HTTP API (what openapi/openapi.json holds)."""
+    from pageholder.service.api import create_app
+    from pageholder.service.settings import Settings
+
+    spec = create_app(Settings(data_dir=":memory:")).openapi()
+    sys.stdout.write(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+
+
+def register(cli: typer.Typer) -> None:
+    cli.command()(serve)
+    cli.command()(openapi)

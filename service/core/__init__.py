@@ -1,0 +1,1 @@
+"""The framework-free core: no HTTP, no database, no network of its own."""

@@ -1,0 +1,165 @@
+"""Many holds in one request: batch-set and batch-unset, each entry answered alone, or
+``atomic`` = all or nothing.
+
+Every zone a batch touches is write-locked for the whole batch, always in zone order,
+so two batches (atomic or not) cannot deadlock. An atomic batch applies its entries one
+by one and, at the first failure, takes them back in reverse order before it raises
+that failure; no await happens in between, so nobody sees the half-applied state.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+from pageholder.service.core.errors import PageHolderError
+from pageholder.service.core.journal import set_ops
+from pageholder.service.core.model import Hold, SetResult
+from pageholder.service.core.registry import ADMIN, Actor, Registry, ZoneHolds
+
+MAX_BATCH_ENTRIES = 65536
+
+T = TypeVar("T")
+Op = tuple[Any, ...]
+
+
+class BatchItem(NamedTuple):
+    pfn: int
+    order: int
+    status: str  # created | unchanged | overwritten | unset | error
+    code: str | None = None
+    detail: str | None = None
+
+
+def expand(
+    pages: Sequence[tuple[int, int]], ranges: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """``pages`` as given, then every order-0 page of each ``(start_pfn, nr_pages)`` range."""
+    entries = list(pages)
+    for start, nr_pages in ranges:
+        entries.extend((pfn, 0) for pfn in range(start, start + nr_pages))
+    return entries
+
+
+async def _run(
+    registry: Registry,
+    entries: Sequence[tuple[int, int]],
+    locate: Callable[[int, int], ZoneHolds],
+    apply: Callable[[ZoneHolds, int, int], tuple[str, T]],
+    undo: Callable[[ZoneHolds, T], None],
+    ops_of: Callable[[T], list[Op]],
+    atomic: bool,
+) -> list[BatchItem]:
+    placed: list[ZoneHolds | PageHolderError] = []
+    for pfn, order in entries:
+        try:
+            placed.append(locate(pfn, order))
+        except PageHolderError as exc:
+            if atomic:
+                raise
+            placed.append(exc)
+    zones = sorted({zh.zone.index: zh for zh in placed if isinstance(zh, ZoneHolds)}.items())
+    results: list[BatchItem] = []
+    done: list[tuple[ZoneHolds, T]] = []
+    locked: list[ZoneHolds] = []
+    collecting = gc.isenabled()
+    try:
+        for _, zh in zones:
+            await zh.lock.writer_lock.acquire()
+            locked.append(zh)
+        # From here to the end: no await, so the batch is one step for everybody else.
+        # The collector is paused for that step: a 65536-entry batch allocates a few
+        # hundred thousand short-lived objects, and collections triggered by them would
+        # walk every tree node each time (2-2.5x the batch's time, measured).
+        gc.disable()
+        for (pfn, order), where in zip(entries, placed, strict=True):
+            try:
+                if isinstance(where, PageHolderError):
+                    raise where
+                status, token = apply(where, pfn, order)
+            except PageHolderError as exc:
+                if atomic:
+                    for zh, token in reversed(done):
+                        undo(zh, token)
+                    exc.extra.setdefault("pfn", pfn)
+                    raise
+                results.append(BatchItem(pfn, order, "error", exc.code, exc.detail))
+                continue
+            done.append((where, token))
+            results.append(BatchItem(pfn, order, status))
+
+        def undo_all() -> None:
+            for zh, token in reversed(done):
+                undo(zh, token)
+
+        # One submission: the batch commits whole or not at all.
+        pending = None
+        if registry.journal is not None:
+            pending = registry.submit([op for _, t in done for op in ops_of(t)], undo_all)
+    finally:
+        if collecting:
+            gc.enable()
+        for zh in reversed(locked):
+            zh.lock.writer_lock.release()
+    await registry.durable(pending)
+    return results
+
+
+async def batch_set(
+    registry: Registry,
+    holder_name: str,
+    entries: Sequence[tuple[int, int]],
+    *,
+    overwrite: bool = False,
+    atomic: bool = False,
+    actor: Actor = ADMIN,
+) -> list[BatchItem]:
+    """Hold every ``(pfn, order)`` for one holder; all holds of a batch share one ``since``."""
+    holder = registry.holder(holder_name)
+    registry.authorize(actor, holder, "hold pages")
+    stamp = registry.new_stamp()
+
+    # A token is (pfn, order) of a hold made by the fast path (nothing overlapped), or
+    # the SetResult of the general one.
+    Token = tuple[int, int] | SetResult
+
+    def apply(zh: ZoneHolds, pfn: int, order: int) -> tuple[str, Token]:
+        if registry.try_create(zh, pfn, order, holder, stamp):
+            return "created", (pfn, order)
+        result = registry.apply_set(zh, pfn, order, holder, overwrite, actor, stamp)
+        return result.status.value, result
+
+    def undo(zh: ZoneHolds, token: Token) -> None:
+        if isinstance(token, SetResult):
+            registry.undo_set(zh, token)
+        else:
+            registry.undo_create(zh, token[0], holder, stamp)
+
+    def ops_of(token: Token) -> list[Op]:
+        if isinstance(token, SetResult):
+            return set_ops(token)
+        return [("hold", token[0], token[1], holder.name, stamp)]
+
+    return await _run(registry, entries, registry.place, apply, undo, ops_of, atomic)
+
+
+async def batch_unset(
+    registry: Registry,
+    entries: Sequence[tuple[int, int]],
+    *,
+    atomic: bool = False,
+    actor: Actor = ADMIN,
+) -> list[BatchItem]:
+    """Unset the hold whose head is each ``pfn`` (``order`` is not checked)."""
+
+    def locate(pfn: int, order: int) -> ZoneHolds:
+        return registry.zone_holds(pfn)
+
+    def apply(zh: ZoneHolds, pfn: int, order: int) -> tuple[str, Hold]:
+        return "unset", registry.apply_unset(zh, pfn, actor)
+
+    def ops_of(hold: Hold) -> list[Op]:
+        return [("unhold", hold.pfn)]
+
+    return await _run(registry, entries, locate, apply, registry.undo_unset, ops_of, atomic)

@@ -1,0 +1,262 @@
+"""Taking a memory block offline (hot-remove), the way the kernel's ``offline_pages()`` does.
+
+    isolate   under the zone's write lock: the block becomes ``going_offline`` (from now
+              on no hold may start in it), every hold that intersects it is looked up
+              and marked ``releasing`` (a multi-order hold reaching past the block is
+              released whole)
+    release   no lock held: holds without a release handler fail at once; every other
+              holder gets ONE call with all of its pages in the block (the webhook
+              caller splits it in chunks), holders concurrently with a bound, the whole
+              round under ``deadline_s``
+    commit    under the write lock: released holds are erased; if nothing is left held
+              the block is ``offline``
+    cancel    otherwise (MEM_CANCEL_OFFLINE): the block is ``online`` again, unreleased
+              holds are ``held`` again, released ones stay released
+
+Answers that arrive after the deadline are never seen: the round's tasks are cancelled
+when it ends, and the settle happens once, under the lock, after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pageholder.service.core.errors import (
+    BlockNotFound,
+    BlockNotOffline,
+    BlockNotOnline,
+    MultizoneBlock,
+    OfflineFailed,
+)
+from pageholder.service.core.model import (
+    BlockState,
+    FailureReason,
+    Hold,
+    Holder,
+    HoldState,
+    PageFailure,
+    PageRef,
+    ReleaseAnswer,
+)
+from pageholder.service.core.radix import Entry
+from pageholder.service.core.registry import RELEASING, Registry, ZoneHolds
+
+DEFAULT_DEADLINE_S = 30.0
+HOLDER_CONCURRENCY = 16
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineFailure:
+    holder: str
+    pfn: int
+    order: int
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class OfflineReport:
+    block: int
+    state: str
+    released_pages: int = 0
+    released_holds: int = 0
+    webhook_calls: int = 0
+    duration_ms: float = 0.0
+    failures: list[OfflineFailure] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def offline_block(
+    registry: Registry,
+    block_id: int,
+    *,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    concurrency: int = HOLDER_CONCURRENCY,
+) -> OfflineReport:
+    """Isolate, release and commit or cancel one memory block; see the module docstring.
+
+    Returns the report of an offline block; raises ``OfflineFailed`` (with the report)
+    when anything stayed held.
+    """
+    started = time.monotonic()
+    block = registry.layout.block(block_id)
+    if block is None:
+        raise BlockNotFound(f"memory block {block_id} does not exist", block=block_id)
+    if block.multizone:
+        zones = ", ".join(z.id for z in block.zones)
+        raise MultizoneBlock(
+            f"memory block {block_id} spans zones {zones} and cannot be offlined",
+            block=block_id,
+        )
+    zh = registry.zones[block.zone.index]
+    entries = await _isolate(registry, zh, block_id, block.start_pfn, block.end_pfn)
+    answers: dict[int, PageFailure | None] = {}
+    calls = 0
+    try:
+        by_holder: dict[Holder, list[Entry]] = defaultdict(list)
+        for entry in entries:
+            holder = entry.value
+            assert isinstance(holder, Holder)
+            if holder.has_release_handler:
+                by_holder[holder].append(entry)
+            else:
+                answers[entry.head] = PageFailure(
+                    FailureReason.NO_RELEASE_HANDLER,
+                    f"holder {holder.name!r} has no release handler",
+                )
+        calls = await _release_round(
+            registry, block_id, by_holder, answers, deadline_s, concurrency
+        )
+    finally:
+        # Also on cancellation (shutdown): whatever did not answer stays held.
+        report = await _settle(
+            registry, zh, block_id, block.start_pfn, block.end_pfn, entries, answers
+        )
+    report.webhook_calls = calls
+    report.duration_ms = round((time.monotonic() - started) * 1000, 3)
+    if report.state != BlockState.OFFLINE:
+        raise OfflineFailed(
+            f"memory block {block_id} stays online: "
+            f"{len(report.failures)} hold(s) were not released",
+            block=block_id,
+            report=report.as_dict(),
+        )
+    return report
+
+
+async def _isolate(
+    registry: Registry, zh: ZoneHolds, block_id: int, start: int, end: int
+) -> list[Entry]:
+    """Mark the block going_offline and its holds releasing; returns the holds.
+
+    A hold whose single-page release is in flight is waited for first (outside the lock),
+    so that the offline never shares a hold with another release.
+    """
+    while True:
+        async with zh.lock.writer_lock:
+            state = registry.block_state(block_id)
+            if state is not BlockState.ONLINE:
+                raise BlockNotOnline(
+                    f"memory block {block_id} is {state.value}", block=block_id, state=state.value
+                )
+            tree = zh.tree
+            busy = [e for e in tree.marked(RELEASING, start, end)]
+            if not busy:
+                registry.block_states[block_id] = BlockState.GOING_OFFLINE
+                entries = list(tree.items(start, end))
+                for entry in entries:
+                    tree.set_mark(entry.head, RELEASING)
+                return entries
+            waits = [registry.release_in_flight(zh, e.head) for e in busy]
+        # No lock while a single-page release finishes (it is bounded by its timeout).
+        await asyncio.gather(*(w for w in waits if w is not None), return_exceptions=True)
+        if all(w is None for w in waits):
+            await asyncio.sleep(0.01)  # marked by a settle that is about to run
+
+
+async def _release_round(
+    registry: Registry,
+    block_id: int,
+    by_holder: dict[Holder, list[Entry]],
+    answers: dict[int, PageFailure | None],
+    deadline_s: float,
+    concurrency: int,
+) -> int:
+    """One call per holder, concurrently (bounded), all under the deadline. No lock held."""
+    bound = asyncio.Semaphore(concurrency)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
+
+    async def ask(holder: Holder, held: list[Entry]) -> ReleaseAnswer:
+        refs = [PageRef(e.head, e.order) for e in held]
+        async with bound:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return ReleaseAnswer.all_failed(
+                    refs, FailureReason.DEADLINE_EXCEEDED, "the offline deadline passed", calls=0
+                )
+            return await registry.call_holder(
+                holder,
+                refs,
+                reason="offline",
+                block=block_id,
+                timeout_s=remaining,
+                timeout_reason=FailureReason.DEADLINE_EXCEEDED,
+            )
+
+    holders = list(by_holder)
+    results = await asyncio.gather(*(ask(h, by_holder[h]) for h in holders))
+    calls = 0
+    for answer in results:
+        calls += answer.calls
+        for pfn in answer.released:
+            answers[pfn] = None
+        answers.update(answer.failed)
+    return calls
+
+
+async def _settle(
+    registry: Registry,
+    zh: ZoneHolds,
+    block_id: int,
+    start: int,
+    end: int,
+    entries: list[Entry],
+    answers: dict[int, PageFailure | None],
+) -> OfflineReport:
+    report = OfflineReport(block_id, BlockState.ONLINE.value)
+    unanswered = PageFailure(FailureReason.DEADLINE_EXCEEDED, "the offline ended before an answer")
+    erased: list[Hold] = []
+    async with zh.lock.writer_lock:
+        for entry in entries:
+            holder = entry.value
+            assert isinstance(holder, Holder)
+            failure = answers.get(entry.head, unanswered)
+            if registry.settle(zh, entry, failure is None, failure and failure.detail):
+                erased.append(Hold(entry.head, entry.order, holder, HoldState.HELD, entry.stamp))
+                report.released_holds += 1
+                report.released_pages += 1 << entry.order
+            elif failure is not None:
+                report.failures.append(
+                    OfflineFailure(
+                        holder.name, entry.head, entry.order, failure.reason.value, failure.detail
+                    )
+                )
+        more: list[tuple[Any, ...]] = []
+        if not report.failures and zh.tree.count_entries(start, end) == 0:
+            registry.block_states[block_id] = BlockState.OFFLINE
+            report.state = BlockState.OFFLINE.value
+            more.append(("block", block_id, BlockState.OFFLINE.value))
+        else:
+            registry.block_states.pop(block_id, None)
+
+        def undo() -> None:  # the commit failed: the block is online, holds held again
+            registry.block_states.pop(block_id, None)
+
+        pending = registry.journal_erased(zh, erased, more, undo)
+    await registry.durable(pending)
+    return report
+
+
+async def online_block(registry: Registry, block_id: int) -> BlockState:
+    """Bring an offline block back (new holds may start in it again)."""
+    if registry.layout.block(block_id) is None:
+        raise BlockNotFound(f"memory block {block_id} does not exist", block=block_id)
+    state = registry.block_state(block_id)
+    if state is not BlockState.OFFLINE:
+        raise BlockNotOffline(
+            f"memory block {block_id} is {state.value}", block=block_id, state=state.value
+        )
+    del registry.block_states[block_id]
+
+    def undo() -> None:
+        registry.block_states[block_id] = BlockState.OFFLINE
+
+    await registry.durable(registry.submit([("unblock", block_id)], undo))
+    return BlockState.ONLINE

@@ -1,0 +1,740 @@
+"""The hold registry: holders, holds, and the release state machine.
+
+Each zone has one ``RadixTree`` of holds and one ``aiorwlock.RWLock``: lookups take the
+read lock, changes the write lock (the RFC's ``zone->page_holder_lock``). No lock is ever
+held while a holder's release handler runs: a release marks the hold ``releasing`` under
+the write lock, drops the lock, calls the handler, and settles under the write lock again.
+
+A hold lives in the tree as one entry: value = the ``Holder``, stamp = ``since`` in
+microseconds (unique per change, so it is also the hold's generation), and two marks:
+
+    RELEASING   the hold is being released (state ``releasing``)
+    NO_HANDLER  its holder has no release handler (the block is not ``removable``)
+
+State machine of one hold::
+
+    (free) --set_hold--> held --release/offline--> releasing --handler ok--> (erased)
+                          ^                            |
+                          +------ handler failed ------+
+
+A settle that finds a different generation at the head (the hold was dropped and the
+page held again while the handler ran) changes nothing.
+
+``actor`` is the name of the holder making a request, or ``ADMIN`` (None).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from enum import Enum
+from typing import Any, Final
+
+import aiorwlock
+
+from pageholder.service.core.errors import (
+    BlockNotOnline,
+    CrossesZone,
+    Forbidden,
+    HolderExists,
+    HolderHasHolds,
+    HolderNotFound,
+    InvalidRequest,
+    Misaligned,
+    NoReleaseHandler,
+    NotHead,
+    PageHeld,
+    PageNotHeld,
+    PageReleasing,
+    PfnNotFound,
+    ReleaseFailed,
+    ReleaseTimeout,
+)
+from pageholder.service.core.journal import Journal, holder_op, set_ops
+from pageholder.service.core.layout import MemoryBlock, MemoryLayout, Zone
+from pageholder.service.core.model import (
+    BlockState,
+    BlockUsage,
+    FailureReason,
+    Hold,
+    Holder,
+    HoldState,
+    PageInfo,
+    PageRef,
+    ReleaseAnswer,
+    ReleaseCaller,
+    Released,
+    SetResult,
+    SetStatus,
+)
+from pageholder.service.core.radix import MAX_ORDER, Entry, Occupied, RadixTree
+
+RELEASING: Final = 0
+NO_HANDLER: Final = 1
+
+ADMIN: Final = None
+Actor = str | None
+
+
+class Unset(Enum):
+    UNSET = 0
+
+
+UNSET: Final = Unset.UNSET
+
+HOLDER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+MIN_TIMEOUT_S: Final = 0.1
+MAX_TIMEOUT_S: Final = 30.0
+
+
+class ZoneHolds:
+    """One zone's holds: its radix tree and the lock that guards it."""
+
+    __slots__ = ("zone", "tree", "lock")
+
+    def __init__(self, zone: Zone) -> None:
+        self.zone = zone
+        self.tree = RadixTree()
+        # fast: no extra trip through the event loop after each acquire. That yield only
+        # lets a cancellation land right after acquiring; our critical sections take the
+        # lock, change the tree synchronously and drop it, so there is nothing to gain.
+        self.lock = aiorwlock.RWLock(fast=True)
+
+
+def validate_holder_settings(timeout_s: float, release_url: str | None) -> None:
+    if not MIN_TIMEOUT_S <= timeout_s <= MAX_TIMEOUT_S:
+        raise InvalidRequest(
+            f"timeout_s must be between {MIN_TIMEOUT_S} and {MAX_TIMEOUT_S}", field="timeout_s"
+        )
+    if release_url is not None and not release_url:
+        raise InvalidRequest("release_url must not be empty", field="release_url")
+
+
+class Registry:
+    """Holders and their holds over one memory layout; see the module docstring."""
+
+    def __init__(
+        self,
+        layout: MemoryLayout,
+        release_caller: ReleaseCaller,
+        *,
+        clock: Callable[[], float] = time.time,
+        journal: Journal | None = None,
+    ) -> None:
+        self.layout = layout
+        self.journal = journal
+        self.zones = [ZoneHolds(zone) for zone in layout.zones]
+        self.holders: dict[str, Holder] = {}
+        self._by_token_hash: dict[str, Holder] = {}
+        self.block_states: dict[int, BlockState] = {}  # absent = online
+        self._caller = release_caller
+        self._clock = clock
+        self._last_stamp = 0
+        self._releases: dict[tuple[int, int], asyncio.Task[Released]] = {}
+
+    # -- holders ---------------------------------------------------------------------
+
+    def holder(self, name: str) -> Holder:
+        try:
+            return self.holders[name]
+        except KeyError:
+            raise HolderNotFound(f"no holder named {name!r}", holder=name) from None
+
+    def submit(
+        self, ops: Sequence[tuple[Any, ...]], undo: Callable[[], None]
+    ) -> asyncio.Future[None] | None:
+        """Hand ``ops`` to the journal; call inside the critical section that made the
+        change, so the journal sees changes in memory's order. ``undo`` runs (on the event
+        loop, as one synchronous step like every tree change) if the commit fails."""
+        if self.journal is None or not ops:
+            return None
+        return self.journal.submit(ops, undo)
+
+    async def add_holder(
+        self,
+        name: str,
+        *,
+        release_url: str | None = None,
+        timeout_s: float = 10.0,
+        description: str = "",
+        token_hash: str = "",
+        webhook_secret: str = "",
+    ) -> Holder:
+        if not HOLDER_NAME.fullmatch(name):
+            raise InvalidRequest(
+                f"holder name {name!r} must match {HOLDER_NAME.pattern}", field="name"
+            )
+        validate_holder_settings(timeout_s, release_url)
+        if name in self.holders:
+            raise HolderExists(f"holder {name!r} already exists", holder=name)
+        holder = Holder(
+            name,
+            release_url=release_url,
+            timeout_s=timeout_s,
+            description=description,
+            created=self._clock(),
+            token_hash=token_hash,
+            webhook_secret=webhook_secret,
+        )
+        self.enrol(holder)
+        await self.durable(self.submit([holder_op(holder)], lambda: self._drop(holder)))
+        return holder
+
+    def enrol(self, holder: Holder) -> None:
+        self.holders[holder.name] = holder
+        if holder.token_hash:
+            self._by_token_hash[holder.token_hash] = holder
+
+    def _drop(self, holder: Holder) -> None:
+        if self.holders.get(holder.name) is holder:
+            del self.holders[holder.name]
+            self._by_token_hash.pop(holder.token_hash, None)
+
+    @staticmethod
+    async def durable(pending: asyncio.Future[None] | None) -> None:
+        """Wait until a submitted change committed. shield(): a client that goes away
+        does not cancel the commit (nor the undo if it fails)."""
+        if pending is not None:
+            await asyncio.shield(pending)
+
+    def holder_by_token_hash(self, token_hash: str) -> Holder | None:
+        return self._by_token_hash.get(token_hash)
+
+    async def update_holder(
+        self,
+        name: str,
+        *,
+        release_url: str | None | Unset = UNSET,
+        timeout_s: float | None = None,
+        description: str | None = None,
+    ) -> Holder:
+        """Change a holder's settings. Cost: O(1), or O(entries) when the handler
+        appears or disappears (every hold's NO_HANDLER mark follows it)."""
+        holder = self.holder(name)
+        new_url = holder.release_url if release_url is UNSET else release_url
+        validate_holder_settings(holder.timeout_s if timeout_s is None else timeout_s, new_url)
+        before = (holder.release_url, holder.timeout_s, holder.description)
+        if (new_url is None) != (holder.release_url is None):
+            for zh in self.zones:
+                async with zh.lock.writer_lock:
+                    self._mark_handler(zh, holder, new_url is not None)
+        holder.release_url = new_url
+        if timeout_s is not None:
+            holder.timeout_s = timeout_s
+        if description is not None:
+            holder.description = description
+
+        def undo() -> None:
+            had_handler = holder.release_url is not None
+            holder.release_url, holder.timeout_s, holder.description = before
+            if had_handler != (holder.release_url is not None):
+                for zh in self.zones:
+                    self._mark_handler(zh, holder, holder.release_url is not None)
+
+        await self.durable(self.submit([holder_op(holder)], undo))
+        return holder
+
+    def _mark_handler(self, zh: ZoneHolds, holder: Holder, has_handler: bool) -> None:
+        for entry in self._entries_of(zh, holder):
+            if has_handler:
+                zh.tree.clear_mark(entry.head, NO_HANDLER)
+            else:
+                zh.tree.set_mark(entry.head, NO_HANDLER)
+
+    async def remove_holder(self, name: str, *, force: bool = False) -> int:
+        """Remove a holder; with ``force`` drop its holds too. Returns holds dropped.
+        Cost: O(1) without holds, O(entries) with ``force``."""
+        holder = self.holder(name)
+        if holder.holds and not force:
+            raise HolderHasHolds(
+                f"holder {name!r} still holds {holder.holds} hold(s) ({holder.held_pages} pages)",
+                holder=name,
+                holds=holder.holds,
+            )
+        dropped: list[tuple[ZoneHolds, Hold]] = []
+        for zh in self.zones:
+            async with zh.lock.writer_lock:
+                for entry in list(self._entries_of(zh, holder)):
+                    dropped.append((zh, self._snapshot(zh.tree, entry)))
+                    zh.tree.erase(entry.head)
+        holder.holds = holder.held_pages = 0
+        self._drop(holder)
+
+        def undo() -> None:
+            if holder.name in self.holders:
+                return  # registered again meanwhile: that one wins
+            self.enrol(holder)
+            for zh, hold in dropped:
+                self._restore(zh, hold)
+
+        await self.durable(self.submit([("unholder", name)], undo))
+        return len(dropped)
+
+    @staticmethod
+    def _entries_of(zh: ZoneHolds, holder: Holder) -> Iterator[Entry]:
+        return (entry for entry in zh.tree.items() if entry.value is holder)
+
+    # -- placing a hold ----------------------------------------------------------------
+
+    def zone_holds(self, pfn: int) -> ZoneHolds:
+        if pfn < 0:
+            raise InvalidRequest(f"pfn {pfn} is negative", field="pfn")
+        zone = self.layout.zone_of(pfn)
+        if zone is None:
+            raise PfnNotFound(f"pfn {pfn} is in no zone of this machine", pfn=pfn)
+        return self.zones[zone.index]
+
+    def place(self, pfn: int, order: int) -> ZoneHolds:
+        """The zone a hold of ``order`` at ``pfn`` belongs to, or the reason it can't be."""
+        if not 0 <= order <= MAX_ORDER:
+            raise InvalidRequest(f"order {order} is outside 0..{MAX_ORDER}", field="order")
+        if pfn & ((1 << order) - 1):
+            raise Misaligned(
+                f"pfn {pfn} is not aligned to order {order} ({1 << order} pages)",
+                pfn=pfn,
+                order=order,
+            )
+        zh = self.zone_holds(pfn)
+        end = pfn + (1 << order)
+        if end > zh.zone.end_pfn:
+            raise CrossesZone(
+                f"order-{order} hold at pfn {pfn} ends at {end}, past zone {zh.zone.id} "
+                f"(ends at {zh.zone.end_pfn})",
+                pfn=pfn,
+                order=order,
+                zone=zh.zone.id,
+            )
+        return zh
+
+    def _check_online(self, start: int, end: int) -> None:
+        """Refuse a hold in a block that is not online. Called under the zone's write lock,
+        which is what makes an offline's isolation race-free."""
+        if not self.block_states:
+            return
+        per_block = self.layout.pages_per_block
+        for block in range(start // per_block, (end - 1) // per_block + 1):
+            state = self.block_states.get(block, BlockState.ONLINE)
+            if state is not BlockState.ONLINE:
+                raise BlockNotOnline(
+                    f"memory block {block} is {state.value}", block=block, state=state.value
+                )
+
+    def advance_stamp(self, stamp: int) -> None:
+        """Never hand out a stamp at or below ``stamp`` (one recovered from the store)."""
+        self._last_stamp = max(self._last_stamp, stamp)
+
+    def new_stamp(self) -> int:
+        """A fresh ``since`` in microseconds, strictly increasing: a hold's generation."""
+        stamp = max(int(self._clock() * 1_000_000), self._last_stamp + 1)
+        self._last_stamp = stamp
+        return stamp
+
+    @staticmethod
+    def authorize(actor: Actor, holder: Holder, action: str) -> None:
+        if actor is not ADMIN and actor != holder.name:
+            raise Forbidden(f"{actor!r} may not {action} for holder {holder.name!r}")
+
+    @staticmethod
+    def _account(holder: Holder, order: int, sign: int) -> None:
+        holder.holds += sign
+        holder.held_pages += sign << order
+
+    @staticmethod
+    def _snapshot(tree: RadixTree, entry: Entry) -> Hold:
+        releasing = tree.get_mark(entry.head, RELEASING)
+        holder = entry.value
+        assert isinstance(holder, Holder)
+        return Hold(
+            entry.head,
+            entry.order,
+            holder,
+            HoldState.RELEASING if releasing else HoldState.HELD,
+            entry.stamp,
+        )
+
+    async def set_hold(
+        self,
+        pfn: int,
+        holder_name: str,
+        *,
+        order: int = 0,
+        overwrite: bool = False,
+        actor: Actor = ADMIN,
+    ) -> SetResult:
+        """Hold ``[pfn, pfn + 2**order)`` for a holder (the RFC's ``page_set_hold``)."""
+        zh = self.place(pfn, order)
+        holder = self.holder(holder_name)
+        self.authorize(actor, holder, "hold pages")
+        async with zh.lock.writer_lock:
+            result = self.apply_set(zh, pfn, order, holder, overwrite, actor, self.new_stamp())
+            pending = self.submit(set_ops(result), lambda: self.undo_set(zh, result))
+        # The lock is free while the journal commits: concurrent changes share commits.
+        await self.durable(pending)
+        return result
+
+    def apply_set(
+        self,
+        zh: ZoneHolds,
+        pfn: int,
+        order: int,
+        holder: Holder,
+        overwrite: bool,
+        actor: Actor,
+        stamp: int,
+    ) -> SetResult:
+        """The body of ``set_hold`` for a placed, authorized hold; under the write lock.
+        Cost: O(height), or O(height + replaced entries) on overlap."""
+        if self.try_create(zh, pfn, order, holder, stamp):
+            hold = Hold(pfn, order, holder, HoldState.HELD, stamp)
+            return SetResult(SetStatus.CREATED, hold, [])
+        overlapping = list(zh.tree.items(pfn, pfn + (1 << order)))
+        return self._replace(zh, overlapping, pfn, order, holder, overwrite, actor, stamp)
+
+    def try_create(self, zh: ZoneHolds, pfn: int, order: int, holder: Holder, stamp: int) -> bool:
+        """Create the hold if nothing overlaps it (True); under the write lock. Batches
+        call it first: the common case then allocates no result objects. Cost: O(height).
+        """
+        self._check_online(pfn, pfn + (1 << order))
+        tree = zh.tree
+        try:
+            tree.insert(pfn, holder, order, stamp)
+        except Occupied:
+            return False
+        if holder.release_url is None:
+            tree.set_mark(pfn, NO_HANDLER)
+        holder.holds += 1
+        holder.held_pages += 1 << order
+        return True
+
+    def undo_create(self, zh: ZoneHolds, pfn: int, holder: Holder, stamp: int) -> None:
+        """Take back a ``try_create`` (generation-checked, like ``undo_set``)."""
+        current = zh.tree.load(pfn)
+        if current is not None and (current.head, current.stamp, current.value) == (
+            pfn,
+            stamp,
+            holder,
+        ):
+            zh.tree.erase(pfn)
+            self._account(holder, current.order, -1)
+
+    def undo_set(self, zh: ZoneHolds, result: SetResult) -> None:
+        """Take back what ``apply_set`` did (an atomic batch failing further on, or a
+        failed commit). Only the same generation is erased; replaced holds come back
+        where their pages are still free."""
+        if result.status is SetStatus.UNCHANGED:
+            return
+        hold = result.hold
+        current = zh.tree.load(hold.pfn)
+        if current is None or (current.head, current.stamp, current.value) != (
+            hold.pfn,
+            hold.since_us,
+            hold.holder,
+        ):
+            return
+        self.undo_create(zh, hold.pfn, hold.holder, hold.since_us)
+        for previous in result.previous:
+            self._restore(zh, previous)
+
+    def _restore(self, zh: ZoneHolds, hold: Hold) -> None:
+        """Put a hold back as ``held`` if its pages are free and its holder still exists."""
+        if self.holders.get(hold.holder.name) is not hold.holder:
+            return
+        try:
+            zh.tree.insert(hold.pfn, hold.holder, hold.order, hold.since_us)
+        except Occupied:
+            return
+        if not hold.holder.has_release_handler:
+            zh.tree.set_mark(hold.pfn, NO_HANDLER)
+        self._account(hold.holder, hold.order, +1)
+
+    def _replace(
+        self,
+        zh: ZoneHolds,
+        overlapping: list[Entry],
+        pfn: int,
+        order: int,
+        holder: Holder,
+        overwrite: bool,
+        actor: Actor,
+        stamp: int,
+    ) -> SetResult:
+        tree = zh.tree
+        end = pfn + (1 << order)
+        busy = next(tree.marked(RELEASING, pfn, end), None)
+        if busy is not None:
+            raise PageReleasing(
+                f"pfn {busy.head} (order {busy.order}) is being released",
+                head_pfn=busy.head,
+                order=busy.order,
+            )
+        first = overlapping[0]
+        if len(overlapping) == 1 and (first.head, first.order, first.value) == (pfn, order, holder):
+            return SetResult(SetStatus.UNCHANGED, self._snapshot(tree, first), [])
+        current = first.value
+        assert isinstance(current, Holder)
+        if not overwrite:
+            raise PageHeld(
+                f"pfn {first.head} (order {first.order}) is held by {current.name!r}",
+                holder=current.name,
+                head_pfn=first.head,
+                order=first.order,
+            )
+        if actor is not ADMIN and any(e.value is not holder for e in overlapping):
+            raise Forbidden("only the admin may overwrite another holder's hold")
+        previous = [self._snapshot(tree, e) for e in overlapping]
+        for entry in tree.store(pfn, holder, order, stamp):
+            replaced = entry.value
+            assert isinstance(replaced, Holder)
+            self._account(replaced, entry.order, -1)
+        if not holder.has_release_handler:
+            tree.set_mark(pfn, NO_HANDLER)
+        self._account(holder, order, +1)
+        hold = Hold(pfn, order, holder, HoldState.HELD, stamp)
+        return SetResult(SetStatus.OVERWRITTEN, hold, previous)
+
+    async def unset_hold(self, pfn: int, *, actor: Actor = ADMIN) -> Hold:
+        """Drop the hold whose head is ``pfn`` (the RFC's ``page_unset_hold``)."""
+        zh = self.zone_holds(pfn)
+        async with zh.lock.writer_lock:
+            hold = self.apply_unset(zh, pfn, actor)
+            pending = self.submit([("unhold", pfn)], lambda: self._restore(zh, hold))
+        await self.durable(pending)
+        return hold
+
+    def apply_unset(self, zh: ZoneHolds, pfn: int, actor: Actor) -> Hold:
+        """The body of ``unset_hold``; under the write lock. Cost: O(height)."""
+        tree = zh.tree
+        entry = tree.load(pfn)
+        if entry is None:
+            raise PageNotHeld(f"pfn {pfn} is not held", pfn=pfn)
+        hold = self._snapshot(tree, entry)
+        if entry.head != pfn:
+            raise NotHead(
+                f"pfn {pfn} is inside the order-{entry.order} hold at pfn {entry.head}; "
+                "unset its head",
+                head_pfn=entry.head,
+                order=entry.order,
+                holder=hold.holder.name,
+            )
+        self.authorize(actor, hold.holder, "unset holds")
+        if hold.state is HoldState.RELEASING:
+            raise PageReleasing(f"pfn {pfn} is being released", head_pfn=pfn, order=entry.order)
+        tree.erase(pfn)
+        self._account(hold.holder, entry.order, -1)
+        return hold
+
+    def undo_unset(self, zh: ZoneHolds, hold: Hold) -> None:
+        self._restore(zh, hold)
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def lookup(self, pfn: int) -> PageInfo:
+        """Who holds ``pfn`` (the RFC's ``page_owner``). Cost: O(height) under the read lock."""
+        zh = self.zone_holds(pfn)
+        async with zh.lock.reader_lock:
+            entry = zh.tree.load(pfn)
+            hold = None if entry is None else self._snapshot(zh.tree, entry)
+        return PageInfo(pfn, zh.zone, self.layout.block_id(pfn), hold)
+
+    async def holds_in(
+        self,
+        start: int,
+        end: int | None,
+        *,
+        holder: Holder | None = None,
+        limit: int = 100,
+        resume: bool = False,
+    ) -> tuple[list[Hold], int | None]:
+        """Holds intersecting ``[start, end)`` in ascending order, at most ``limit``, and
+        the pfn to resume from (None at the end). With ``resume``, a hold whose head is
+        below ``start`` was listed already and is skipped: every hold that exists for the
+        whole listing is listed exactly once. Cost: O(height + entries visited)."""
+        found: list[Hold] = []
+        for zh in self.zones:
+            zone = zh.zone
+            lo, hi = (
+                max(start, zone.start_pfn),
+                zone.end_pfn if end is None else min(end, zone.end_pfn),
+            )
+            if lo >= hi:
+                continue
+            async with zh.lock.reader_lock:
+                for entry in zh.tree.items(lo, hi):
+                    if (resume and entry.head < start) or (
+                        holder is not None and entry.value is not holder
+                    ):
+                        continue
+                    if len(found) == limit:
+                        return found, entry.head
+                    found.append(self._snapshot(zh.tree, entry))
+        return found, None
+
+    def block_state(self, block: int) -> BlockState:
+        return self.block_states.get(block, BlockState.ONLINE)
+
+    def block_usage(self, block: MemoryBlock) -> BlockUsage:
+        """Held pages, holds and removability of a block from the trees' aggregate counts
+        and the NO_HANDLER mark. Cost: O(height) per zone the block intersects."""
+        held_pages = holds = 0
+        removable = True
+        start, end = block.start_pfn, block.end_pfn
+        for zone in block.zones:
+            tree = self.zones[zone.index].tree
+            held_pages += tree.count_pages(start, end)
+            holds += tree.count_entries(start, end)
+            removable = removable and next(tree.marked(NO_HANDLER, start, end), None) is None
+        return BlockUsage(block, self.block_state(block.id), held_pages, holds, removable)
+
+    # -- release -------------------------------------------------------------------------
+
+    async def release(self, pfn: int) -> Released:
+        """Ask the holder of ``pfn`` to release its hold (the RFC's ``page_release``).
+
+        Concurrent releases of one hold share one handler call and its result.
+        """
+        zh = self.zone_holds(pfn)
+        tree = zh.tree
+        async with zh.lock.writer_lock:
+            entry = tree.load(pfn)
+            if entry is None:
+                raise PageNotHeld(f"pfn {pfn} is not held", pfn=pfn)
+            key = (zh.zone.index, entry.head)
+            task = self._releases.get(key)
+            if task is None:
+                holder = entry.value
+                assert isinstance(holder, Holder)
+                if tree.get_mark(entry.head, RELEASING):
+                    raise PageReleasing(
+                        f"pfn {entry.head} is being released by an offline",
+                        head_pfn=entry.head,
+                        order=entry.order,
+                    )
+                if not holder.has_release_handler:
+                    raise NoReleaseHandler(
+                        f"pfn {entry.head} is held by {holder.name!r}, "
+                        "which has no page_release handler",
+                        holder=holder.name,
+                        head_pfn=entry.head,
+                        order=entry.order,
+                    )
+                tree.set_mark(entry.head, RELEASING)
+                task = asyncio.create_task(self._release_one(zh, entry))
+                self._releases[key] = task
+                task.add_done_callback(self._forget_release(key))
+        # The lock is dropped here: the handler may take seconds and lookups and holds in
+        # this zone must go on meanwhile. shield(): one caller giving up (a client
+        # disconnect) must not cancel the call the others are waiting for.
+        return await asyncio.shield(task)
+
+    def release_in_flight(self, zh: ZoneHolds, head: int) -> asyncio.Task[Released] | None:
+        """The single-page release running for the hold at ``head``, if any."""
+        return self._releases.get((zh.zone.index, head))
+
+    def _forget_release(self, key: tuple[int, int]) -> Callable[[asyncio.Task[Released]], None]:
+        def forget(task: asyncio.Task[Released]) -> None:
+            if self._releases.get(key) is task:
+                del self._releases[key]
+            if not task.cancelled():
+                task.exception()  # retrieved: nobody may be left waiting for it
+
+        return forget
+
+    async def _release_one(self, zh: ZoneHolds, entry: Entry) -> Released:
+        holder = entry.value
+        assert isinstance(holder, Holder)
+        ref = PageRef(entry.head, entry.order)
+        answer: ReleaseAnswer | None = None
+        try:
+            answer = await self.call_holder(holder, [ref], reason="release", block=None)
+        finally:
+            # Also on cancellation (shutdown): then answer is None and the hold goes back
+            # to held, as after any failure.
+            async with zh.lock.writer_lock:
+                released = answer is not None and ref.pfn in answer.released
+                failure = None if answer is None else answer.failed.get(ref.pfn)
+                erased = self.settle(zh, entry, released, failure and failure.detail)
+                held = Hold(ref.pfn, ref.order, holder, HoldState.HELD, entry.stamp)
+                pending = self.journal_erased(zh, [held] if erased else [])
+        await self.durable(pending)
+        hold = Hold(ref.pfn, ref.order, holder, HoldState.RELEASING, entry.stamp)
+        if failure is None:
+            assert answer is not None
+            return Released(hold, answer.calls)
+        extra = {"holder": holder.name, "head_pfn": ref.pfn, "order": ref.order}
+        if failure.reason is FailureReason.RELEASE_TIMEOUT:
+            raise ReleaseTimeout(f"holder {holder.name!r}: {failure.detail}", **extra)
+        raise ReleaseFailed(f"holder {holder.name!r}: {failure.detail}", **extra)
+
+    async def call_holder(
+        self,
+        holder: Holder,
+        pages: Sequence[PageRef],
+        *,
+        reason: str,
+        block: int | None,
+        timeout_s: float | None = None,
+        timeout_reason: FailureReason = FailureReason.RELEASE_TIMEOUT,
+    ) -> ReleaseAnswer:
+        """Run the release caller for ``pages`` under a timeout (the holder's, or
+        ``timeout_s``, failing with ``timeout_reason``); never raises for the holder's
+        behaviour. Takes no lock."""
+        limit = holder.timeout_s if timeout_s is None else timeout_s
+        deadline = self._clock() + limit
+        try:
+            async with asyncio.timeout(limit):
+                answer = await self._caller(
+                    holder, pages, reason=reason, block=block, deadline=deadline
+                )
+        except TimeoutError:
+            return ReleaseAnswer.all_failed(pages, timeout_reason, f"no answer within {limit:g} s")
+        except Exception as exc:  # a broken handler is a failed release, not our crash
+            return ReleaseAnswer.all_failed(
+                pages, FailureReason.RELEASE_FAILED, f"{type(exc).__name__}: {exc}"
+            )
+        return answer.normalized(pages)
+
+    def journal_erased(
+        self,
+        zh: ZoneHolds,
+        erased: list[Hold],
+        more_ops: Sequence[tuple[Any, ...]] = (),
+        undo_more: Callable[[], None] | None = None,
+    ) -> asyncio.Future[None] | None:
+        """Journal holds a settle erased (and ``more_ops``); a failed commit puts them back
+        as held. Call under the zone's write lock, like every ``submit``."""
+
+        def undo() -> None:
+            if undo_more is not None:
+                undo_more()
+            for hold in erased:
+                self._restore(zh, hold)
+
+        return self.submit([("unhold", h.pfn) for h in erased] + list(more_ops), undo)
+
+    def settle(self, zh: ZoneHolds, entry: Entry, released: bool, error: str | None) -> bool:
+        """After a handler answered for ``entry``: erase it, or put it back to held.
+
+        Must be called under the zone's write lock. Only the same generation is touched:
+        a hold that was dropped and set again meanwhile is left alone. Returns whether
+        the hold was erased.
+        """
+        tree = zh.tree
+        current = tree.load(entry.head)
+        if (
+            current is None
+            or current.head != entry.head
+            or current.stamp != entry.stamp
+            or current.value is not entry.value
+        ):
+            return False
+        holder = entry.value
+        assert isinstance(holder, Holder)
+        if released:
+            tree.erase(entry.head)
+            self._account(holder, entry.order, -1)
+            return True
+        tree.clear_mark(entry.head, RELEASING)
+        holder.last_error = error
+        return False

@@ -1,0 +1,309 @@
+"""The durable journal: holders, holds and block states in SQLite, with group commit.
+
+One SQLite database (WAL, ``synchronous=FULL``) in the data directory, written by one
+dedicated thread. The registry changes its trees first, under the zone's write lock,
+and *submits* the matching ops from inside that lock, so the journal sees changes in
+exactly the order memory saw them. It acknowledges a change only when the future that
+``submit`` returned is done, that is after the transaction holding it committed.
+
+Group commit: the writer thread takes every submission waiting in its queue, applies
+them all in one transaction and commits once, so N concurrent writers pay for one
+fsync, not N. A failed transaction is retried submission by submission so that one bad
+submission cannot fail the others; a submission that still fails gets
+``StorageUnavailable`` and its ``on_failure`` callback runs on the event loop (the
+registry's undo, which puts memory back the way the journal has it).
+
+Ops are tuples, kept small because a 65536-entry batch makes 65536 of them:
+
+    ("hold", pfn, order, holder, since_us)     ("unhold", pfn)
+    ("holder", name, release_url, timeout_s, description, created, token_hash, secret)
+    ("unholder", name)                         (drops the holder's holds too)
+    ("block", block_id, state)                 ("unblock", block_id)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from pageholder.service.core.errors import StorageUnavailable
+
+log = logging.getLogger("pageholder.store")
+
+DB_FILE = "pageholder.db"
+SCHEMA_VERSION = 1
+MAX_GROUP = 512  # submissions per transaction
+
+Op = tuple[Any, ...]
+
+MIGRATIONS: dict[int, str] = {
+    # version reached -> script that reaches it from the one before
+    1: """
+        CREATE TABLE holders (
+            name TEXT PRIMARY KEY,
+            release_url TEXT,
+            timeout_s REAL NOT NULL,
+            description TEXT NOT NULL,
+            created REAL NOT NULL,
+            token_hash TEXT NOT NULL,
+            webhook_secret TEXT NOT NULL
+        );
+        CREATE TABLE holds (
+            pfn INTEGER PRIMARY KEY,
+            page_order INTEGER NOT NULL,
+            holder TEXT NOT NULL REFERENCES holders(name),
+            since_us INTEGER NOT NULL
+        );
+        CREATE INDEX holds_by_holder ON holds(holder);
+        CREATE TABLE block_states (
+            block INTEGER PRIMARY KEY,
+            state TEXT NOT NULL
+        );
+    """,
+}
+
+SQL: dict[str, str] = {
+    "hold": "INSERT OR REPLACE INTO holds VALUES (?, ?, ?, ?)",
+    "unhold": "DELETE FROM holds WHERE pfn = ?",
+    "holder": "INSERT OR REPLACE INTO holders VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "block": "INSERT OR REPLACE INTO block_states VALUES (?, ?)",
+    "unblock": "DELETE FROM block_states WHERE block = ?",
+}
+
+
+class StoreError(Exception):
+    """The store cannot be opened (corrupt, newer schema, unreadable): refuse to start."""
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """Everything the store holds, as read at start."""
+
+    holders: list[tuple[str, str | None, float, str, float, str, str]] = field(default_factory=list)
+    holds: list[tuple[int, int, str, int]] = field(default_factory=list)
+    block_states: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Submission:
+    ops: Sequence[Op]
+    future: asyncio.Future[None]
+    loop: asyncio.AbstractEventLoop
+    on_failure: Callable[[], None] | None
+
+
+_STOP = object()
+
+
+class Store:
+    """The SQLite journal of one data directory; see the module docstring."""
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = path
+        self.read_only = read_only
+        self._queue: queue.SimpleQueue[_Submission | object] = queue.SimpleQueue()
+        self._db = _connect(path, read_only)
+        self._thread: threading.Thread | None = None
+        self.commits = 0  # transactions committed (group commit makes this < submissions)
+
+    @classmethod
+    def open(cls, data_dir: Path) -> Store:
+        """Open (creating or migrating) the store; ``StoreError`` if it is unusable.
+
+        A data dir on a read-only filesystem opens read-only: everything is read back,
+        and every change is refused (``StorageUnavailable``, 503) instead of lost.
+        """
+        path = data_dir / DB_FILE
+        if data_dir.is_dir() and not os.access(data_dir, os.W_OK):
+            if not path.exists():
+                raise StoreError(f"{data_dir}: read-only, and it holds no pageholder database")
+            log.warning("store %s: the data dir is read-only; changes will be refused", path)
+            store = cls(path, read_only=True)
+        else:
+            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # It holds every holder's webhook secret: readable by its owner only. SQLite
+            # gives its -wal and -shm files the database file's permissions.
+            path.touch(mode=0o600, exist_ok=True)
+            path.chmod(0o600)
+            store = cls(path)
+        try:
+            store._check_and_migrate()
+        except BaseException:
+            store._db.close()
+            raise
+        return store
+
+    def _check_and_migrate(self) -> None:
+        db = self._db
+        try:
+            if not self.read_only:
+                db.execute("PRAGMA journal_mode=WAL")
+            ok = db.execute("PRAGMA quick_check").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable pageholder database ({exc})") from None
+        if ok != "ok":
+            raise StoreError(f"{self.path}: the database is corrupt ({ok})")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: schema version {version} is newer than this pageholder "
+                f"({SCHEMA_VERSION}); upgrade pageholder"
+            )
+        if version < SCHEMA_VERSION and self.read_only:
+            raise StoreError(f"{self.path}: needs a schema upgrade, but the data dir is read-only")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with db:
+                db.executescript(f"BEGIN; {MIGRATIONS[target]}; PRAGMA user_version = {target};")
+            log.info("store %s migrated to schema version %d", self.path, target)
+
+    def load(self) -> Snapshot:
+        """Read everything (at start, before the writer thread runs)."""
+        db = self._db
+        try:
+            return Snapshot(
+                holders=list(db.execute("SELECT * FROM holders ORDER BY name")),
+                holds=list(db.execute("SELECT pfn, page_order, holder, since_us FROM holds")),
+                block_states=dict(db.execute("SELECT block, state FROM block_states")),
+            )
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot read the database ({exc})") from None
+
+    # -- writing ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._writer, name="pageholder-store", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, ops: Sequence[Op], on_failure: Callable[[], None] | None = None
+    ) -> asyncio.Future[None]:
+        """Queue ``ops`` for one transaction; the future is done once they committed.
+
+        Call it from the event loop, inside the critical section that made the change.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put(_Submission(ops, future, loop, on_failure))
+        return future
+
+    def close_now(self) -> None:
+        """Close a store whose writer never started (a refused start)."""
+        assert self._thread is None
+        self._db.close()
+
+    async def close(self) -> None:
+        """Finish what was submitted, stop the writer, close the database."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        self._db.close()
+
+    def _writer(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            assert isinstance(first, _Submission)
+            group = [first]
+            stop = False
+            while len(group) < MAX_GROUP:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop = True
+                    break
+                assert isinstance(more, _Submission)
+                group.append(more)
+            self._commit_group(group)
+            if stop:
+                return
+
+    def _commit_group(self, group: list[_Submission]) -> None:
+        try:
+            self._transaction([op for s in group for op in s.ops])
+        except sqlite3.Error as exc:
+            if len(group) == 1:
+                self._fail(group[0], exc)
+                return
+            for submission in group:  # one by one: only the bad ones fail
+                try:
+                    self._transaction(submission.ops)
+                except sqlite3.Error as single:
+                    self._fail(submission, single)
+                else:
+                    _resolve(submission, None)
+            return
+        for submission in group:
+            _resolve(submission, None)
+
+    def _transaction(self, ops: Sequence[Op]) -> None:
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for kind, rows in groupby(ops, key=_kind):
+                if kind == "unholder":
+                    for op in rows:
+                        db.execute("DELETE FROM holds WHERE holder = ?", op[1:])
+                        db.execute("DELETE FROM holders WHERE name = ?", op[1:])
+                else:
+                    db.executemany(SQL[kind], (op[1:] for op in rows))
+            db.execute("COMMIT")
+            self.commits += 1
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def _fail(self, submission: _Submission, exc: sqlite3.Error) -> None:
+        log.error("store %s: commit failed: %s", self.path, exc)
+        error = StorageUnavailable(f"the change was not saved: {exc}")
+        _resolve(submission, error)
+
+
+def _kind(op: Op) -> str:
+    kind: str = op[0]
+    return kind
+
+
+def _resolve(submission: _Submission, error: StorageUnavailable | None) -> None:
+    def done() -> None:
+        if error is not None and submission.on_failure is not None:
+            submission.on_failure()
+        if not submission.future.done():
+            if error is None:
+                submission.future.set_result(None)
+            else:
+                submission.future.set_exception(error)
+
+    try:
+        submission.loop.call_soon_threadsafe(done)
+    except RuntimeError:  # the loop is closed: nobody is waiting any more
+        pass
+
+
+def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
+    try:
+        if read_only:
+            # immutable: nothing can change it, so SQLite needs no -wal/-shm to read it.
+            uri = f"file:{quote(str(path))}?mode=ro&immutable=1"
+            db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        else:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: not a usable pageholder database ({exc})") from None
+    return db

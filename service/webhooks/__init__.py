@@ -1,0 +1,1 @@
+"""The outbound side: signed release calls to holders and the release-URL policy."""

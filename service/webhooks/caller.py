@@ -1,0 +1,411 @@
+"""Signed release calls to holders: the real ``ReleaseCaller``.
+
+One release request becomes one POST per chunk of at most ``chunk_size`` pages, made
+one after the other to the holder's ``release_url``. Each chunk is one *delivery*: its
+body is serialized once, its ``webhook-id`` stays the same across retries, and every
+attempt is signed afresh (new ``webhook-timestamp``) per the Standard Webhooks spec
+with the holder's own ``whsec_`` secret::
+
+    {"type": "page.release", "holder": "nic0", "reason": "offline", "block": 17,
+     "deadline": "2026-11-26T15:00:00.000Z", "pages": [{"pfn": 557056, "order": 0}]}
+
+How an attempt's answer is read (``observe`` outcome in brackets)::
+
+    2xx, empty body                      every page released          [released]
+    2xx, {"released": [..], "failed": [{"pfn": p, "error": ".."}]}
+                                         per page; a page in neither  [released,
+                                         list failed                   partial, failed]
+    2xx, anything else                   release_failed "malformed"   [failed]
+    3xx                                  release_failed (not followed)[failed]
+    409 423 429 503                      temporary: retry after       [temporary]
+                                         Retry-After or backoff
+    any other status                     release_failed "HTTP <s>: .."[failed]
+    no answer within the timeout         release_timeout              [timeout]
+    connection / transport error         holder_unreachable           [unreachable]
+
+Every attempt is bounded by ``min(holder.timeout_s, deadline - now)``; temporary
+answers are retried until the deadline, after which the chunk's pages fail with
+``deadline_exceeded``. A wait that would end past the deadline is not slept: the chunk
+fails at once. The caller never raises for what a holder does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import random
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Final
+
+import httpx
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
+
+from pageholder.service.core.model import FailureReason, Holder, PageFailure, PageRef, ReleaseAnswer
+
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "TEMPORARY_STATUSES",
+    "WebhookCaller",
+    "new_webhook_secret",
+]
+
+#: Statuses that mean "not now": the delivery is retried until the deadline.
+TEMPORARY_STATUSES: Final = frozenset({409, 423, 429, 503})
+#: A holder's answer is read up to this size; a longer one is a failure.
+MAX_ANSWER_BYTES: Final = 4 << 20
+#: How much of a holder's answer goes into a failure's detail.
+EXCERPT_CHARS: Final = 200
+
+_NOT_REPORTED: Final = "refused by the holder"
+
+
+def new_webhook_secret() -> str:
+    """A fresh Standard Webhooks secret: ``whsec_`` + base64 of 24 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class _Temporary:
+    """A 'not now' answer: what it said and how long it asked us to wait, if it did."""
+
+    detail: str
+    retry_after: float | None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Malformed(Exception):
+    pass
+
+
+class WebhookCaller:
+    """Calls holders' release webhooks; implements ``holds.ReleaseCaller``.
+
+    ``client`` is owned by the caller (one per process, closed at shutdown). ``clock``
+    is wall-clock epoch seconds, the clock ``deadline`` is measured on; it also stamps
+    ``webhook-timestamp``. ``observe(outcome, seconds)`` is told about every HTTP
+    attempt (outcomes in the module docstring).
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        clock: Callable[[], float] = time.time,
+        chunk_size: int = 4096,
+        backoff_base_s: float = 0.05,
+        backoff_max_s: float = 2.0,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        self._client = client
+        self._clock = clock
+        self._chunk_size = chunk_size
+        self._backoff_base_s = backoff_base_s
+        self._backoff_max_s = backoff_max_s
+        self._observe = observe
+
+    async def __call__(
+        self,
+        holder: Holder,
+        pages: Sequence[PageRef],
+        *,
+        reason: str,
+        block: int | None,
+        deadline: float,
+    ) -> ReleaseAnswer:
+        if holder.release_url is None:
+            return ReleaseAnswer.all_failed(
+                pages, FailureReason.NO_RELEASE_HANDLER, "holder has no release handler", 0
+            )
+        try:
+            webhook = Webhook(holder.webhook_secret)
+        except (EmptyWebhookSecretError, ValueError):
+            # Never send an unsigned release: the holder could not tell it from a forgery.
+            return ReleaseAnswer.all_failed(
+                pages, FailureReason.RELEASE_FAILED, "holder has no usable webhook secret", 0
+            )
+        total = ReleaseAnswer()
+        for start in range(0, len(pages), self._chunk_size):
+            chunk = pages[start : start + self._chunk_size]
+            answer = await self._deliver(
+                webhook, holder, holder.release_url, chunk, reason, block, deadline
+            )
+            total.released |= answer.released
+            total.failed.update(answer.failed)
+            total.calls += answer.calls
+        return total
+
+    async def _deliver(
+        self,
+        webhook: Webhook,
+        holder: Holder,
+        url: str,
+        chunk: Sequence[PageRef],
+        reason: str,
+        block: int | None,
+        deadline: float,
+    ) -> ReleaseAnswer:
+        """One delivery (one chunk): attempts until a final answer or the deadline."""
+        body = _encode(holder.name, reason, block, deadline, chunk)
+        msg_id = "msg_" + uuid.uuid4().hex
+        calls = 0
+        last: _Temporary | None = None
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return ReleaseAnswer.all_failed(
+                    chunk, FailureReason.DEADLINE_EXCEEDED, _deadline_detail(calls, last), calls
+                )
+            result = await self._attempt(
+                webhook, url, msg_id, body, chunk, min(holder.timeout_s, remaining)
+            )
+            calls += 1
+            if isinstance(result, ReleaseAnswer):
+                if remaining < holder.timeout_s and _timed_out(result):
+                    # cut short by the deadline, not by the holder's own timeout
+                    return ReleaseAnswer.all_failed(
+                        chunk, FailureReason.DEADLINE_EXCEEDED, _deadline_detail(calls, last), calls
+                    )
+                result.calls = calls
+                return result
+            last = result
+            wait = result.retry_after
+            if wait is None:
+                wait = self._backoff(calls - 1)
+            if self._clock() + wait >= deadline:
+                # No attempt could start before the deadline: do not sleep just to fail.
+                return ReleaseAnswer.all_failed(
+                    chunk, FailureReason.DEADLINE_EXCEEDED, _deadline_detail(calls, last), calls
+                )
+            await asyncio.sleep(wait)
+
+    def _backoff(self, retry: int) -> float:
+        """Exponential backoff with "equal jitter": half fixed, half random."""
+        delay = min(self._backoff_max_s, self._backoff_base_s * 2.0 ** min(retry, 32))
+        return delay / 2 + random.uniform(0, delay / 2)
+
+    async def _attempt(
+        self,
+        webhook: Webhook,
+        url: str,
+        msg_id: str,
+        body: bytes,
+        chunk: Sequence[PageRef],
+        timeout: float,
+    ) -> ReleaseAnswer | _Temporary:
+        now = self._clock()
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(math.floor(now)),
+            "webhook-signature": webhook.sign(
+                msg_id, datetime.fromtimestamp(now, UTC), body.decode("utf-8")
+            ),
+        }
+        started = time.perf_counter()
+        outcome, result = await self._send(url, headers, body, chunk, timeout)
+        if self._observe is not None:
+            self._observe(outcome, time.perf_counter() - started)
+        return result
+
+    async def _send(
+        self,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        chunk: Sequence[PageRef],
+        timeout: float,
+    ) -> tuple[str, ReleaseAnswer | _Temporary]:
+        """Make the request and read the answer; returns ``(outcome, result)``."""
+        failed = FailureReason.RELEASE_FAILED
+        try:
+            request = self._client.build_request(
+                "POST", url, content=body, headers=headers, timeout=httpx.Timeout(timeout)
+            )
+            # httpx's timeout bounds each phase; asyncio.timeout bounds the whole attempt.
+            async with asyncio.timeout(timeout):
+                response = await self._client.send(request, stream=True, follow_redirects=False)
+                try:
+                    content = await _read_capped(response, MAX_ANSWER_BYTES)
+                finally:
+                    await response.aclose()
+        except (TimeoutError, httpx.TimeoutException):
+            detail = f"no answer within {timeout:.3g} s"
+            return "timeout", ReleaseAnswer.all_failed(chunk, FailureReason.RELEASE_TIMEOUT, detail)
+        except httpx.TransportError as exc:
+            detail = f"cannot reach the holder: {_exc_text(exc)}"
+            unreachable = FailureReason.HOLDER_UNREACHABLE
+            return "unreachable", ReleaseAnswer.all_failed(chunk, unreachable, detail)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            return "failed", ReleaseAnswer.all_failed(chunk, failed, _exc_text(exc))
+        except _TooLarge:
+            detail = f"malformed answer: larger than {MAX_ANSWER_BYTES} bytes"
+            return "failed", ReleaseAnswer.all_failed(chunk, failed, detail)
+        return _classify(response, content, chunk, self._clock())
+
+
+def _timed_out(answer: ReleaseAnswer) -> bool:
+    return any(f.reason is FailureReason.RELEASE_TIMEOUT for f in answer.failed.values())
+
+
+def _classify(
+    response: httpx.Response, content: bytes, chunk: Sequence[PageRef], now: float
+) -> tuple[str, ReleaseAnswer | _Temporary]:
+    status = response.status_code
+    failed = FailureReason.RELEASE_FAILED
+    if 200 <= status < 300:
+        if not content.strip():
+            return "released", ReleaseAnswer.all_released(chunk)
+        try:
+            answer = _parse_answer(content).normalized(chunk)
+        except _Malformed as exc:
+            return "failed", ReleaseAnswer.all_failed(chunk, failed, f"malformed answer: {exc}")
+        answer.calls = 1
+        if not answer.failed:
+            return "released", answer
+        return ("partial" if answer.released else "failed"), answer
+    if 300 <= status < 400:
+        location = response.headers.get("location")
+        detail = f"HTTP {status}: redirect not followed"
+        if location:
+            detail += f" (location: {location[:EXCERPT_CHARS]})"
+        return "failed", ReleaseAnswer.all_failed(chunk, failed, detail)
+    text = _error_text(content) or response.reason_phrase
+    detail = f"HTTP {status}: {text}" if text else f"HTTP {status}"
+    if status in TEMPORARY_STATUSES:
+        retry_after = _retry_after(response.headers.get("retry-after"), now)
+        return "temporary", _Temporary(detail, retry_after)
+    return "failed", ReleaseAnswer.all_failed(chunk, failed, detail)
+
+
+def _parse_answer(content: bytes) -> ReleaseAnswer:
+    """``{"released": [pfn...], "failed": [{"pfn": p, "error": "text"}]}``, both optional
+    but not both absent. Raises ``_Malformed`` saying what is wrong."""
+    try:
+        doc = json.loads(content)
+    except ValueError:
+        raise _Malformed(f"not JSON: {_excerpt(content)!r}") from None
+    if not isinstance(doc, dict):
+        raise _Malformed(f"expected an object, got {type(doc).__name__}")
+    if "released" not in doc and "failed" not in doc:
+        raise _Malformed("an object with neither 'released' nor 'failed'")
+    released = doc.get("released", [])
+    if not isinstance(released, list) or not all(_is_pfn(p) for p in released):
+        raise _Malformed("'released' must be a list of pfns")
+    failures = doc.get("failed", [])
+    if not isinstance(failures, list):
+        raise _Malformed("'failed' must be a list of {pfn, error} objects")
+    failed: dict[int, PageFailure] = {}
+    for item in failures:
+        if not isinstance(item, dict) or not _is_pfn(item.get("pfn")):
+            raise _Malformed("'failed' must be a list of {pfn, error} objects")
+        error = item.get("error", _NOT_REPORTED)
+        if not isinstance(error, str):
+            raise _Malformed("a failure's 'error' must be a string")
+        text = _one_line(error)[:EXCERPT_CHARS] or _NOT_REPORTED
+        failed[item["pfn"]] = PageFailure(FailureReason.RELEASE_FAILED, text)
+    return ReleaseAnswer(released=set(released), failed=failed)
+
+
+def _is_pfn(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait per ``Retry-After`` (delta-seconds, or an HTTP-date measured
+    from ``now``); None if absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - now
+    if math.isnan(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.aiter_bytes():
+        size += len(part)
+        if size > limit:
+            raise _TooLarge
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _encode(
+    holder: str, reason: str, block: int | None, deadline: float, pages: Sequence[PageRef]
+) -> bytes:
+    """The delivery's body, compact JSON; these exact bytes are signed and sent."""
+    doc = {
+        "type": "page.release",
+        "holder": holder,
+        "reason": reason,
+        "block": block,
+        "deadline": _iso_utc(deadline),
+        "pages": [{"pfn": p.pfn, "order": p.order} for p in pages],
+    }
+    return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+
+
+def _iso_utc(ts: float) -> str:
+    """``2026-11-26T15:00:00.000Z``: ISO 8601, UTC, milliseconds."""
+    stamp = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    return stamp.removesuffix("+00:00") + "Z"
+
+
+def _deadline_detail(calls: int, last: _Temporary | None) -> str:
+    if last is None:
+        if calls:
+            return "deadline passed while waiting for the holder's answer"
+        return "deadline passed before the release call was made"
+    attempts = "1 attempt" if calls == 1 else f"{calls} attempts"
+    return f"deadline exceeded after {attempts}; last answer {last.detail}"
+
+
+def _error_text(content: bytes) -> str:
+    """A holder's error, for a detail: its JSON ``error``/``detail``, else the body."""
+    try:
+        doc = json.loads(content)
+    except ValueError:
+        return _excerpt(content)
+    if isinstance(doc, dict):
+        for key in ("error", "detail"):
+            if isinstance(doc.get(key), str) and doc[key].strip():
+                return _one_line(doc[key])[:EXCERPT_CHARS]
+    return _excerpt(content)
+
+
+def _excerpt(content: bytes) -> str:
+    return _one_line(content[: EXCERPT_CHARS * 4].decode("utf-8", "replace"))[:EXCERPT_CHARS]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _exc_text(exc: Exception) -> str:
+    text = _one_line(str(exc))
+    return text or type(exc).__name__

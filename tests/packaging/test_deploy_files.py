@@ -1,0 +1,86 @@
+"""Dockerfile and docker-compose.yml say only what the CLI accepts."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+
+from pageholder.cli.main import cli
+from pageholder.service.settings import Settings
+
+ROOT = Path(__file__).parents[2]
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+GROUP = typer.main.get_command(cli)
+
+
+def invocations(command: list[str] | str) -> list[list[str]]:
+    """The ``pageholder ...`` argument lists in a compose command (also inside sh -c)."""
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    if argv[:2] == ["sh", "-c"]:
+        return [shlex.split(part) for part in re.split(r"&&|\|\||;", argv[2])]
+    return [argv]
+
+
+def parse(argv: list[str]) -> Any:
+    """Parse like the real command line does (typer's click); raises on a bad option."""
+    assert argv[0] == "pageholder", argv
+    commands: dict[str, Any] = GROUP.commands  # type: ignore[attr-defined]
+    assert argv[1] in commands, f"no command {argv[1]!r}"
+    return commands[argv[1]].make_context(f"pageholder {argv[1]}", argv[2:])
+
+
+def known_env() -> set[str]:
+    names = {f"PAGEHOLDER_{field.upper()}" for field in Settings.model_fields}
+    for command in GROUP.commands.values():  # type: ignore[attr-defined]
+        for param in command.params:
+            envvar = getattr(param, "envvar", None)
+            if isinstance(envvar, str):
+                names.add(envvar)
+    return names
+
+
+@pytest.mark.parametrize("service", sorted(COMPOSE["services"]))
+def test_compose_commands_are_ones_the_cli_accepts(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = COMPOSE["services"][service]
+    for name, value in (spec.get("environment") or {}).items():
+        monkeypatch.setenv(name, str(value))  # as the service runs: env vars fill options
+    for argv in invocations(spec["command"]):
+        parse(argv)
+
+
+@pytest.mark.parametrize("service", sorted(COMPOSE["services"]))
+def test_compose_environment_is_known(service: str) -> None:
+    environment = COMPOSE["services"][service].get("environment") or {}
+    unknown = {k for k in environment if k.startswith("PAGEHOLDER_")} - known_env()
+    assert not unknown
+
+
+def test_the_dockerfile_runs_serve_as_compose_does() -> None:
+    (cmd,) = re.findall(r"^CMD (\[.*\])$", DOCKERFILE, re.M)
+    argv = json.loads(cmd)
+    context = parse(argv)
+    assert argv[:2] == ["pageholder", "serve"]
+    assert context.params["host"] == "0.0.0.0" and context.params["data_dir"] == "/data"
+    assert COMPOSE["services"]["registry"]["command"] == argv
+    assert re.search(r"^USER (?!root)\w+", DOCKERFILE, re.M)
+    assert re.search(r'^VOLUME \["/data"\]', DOCKERFILE, re.M)
+    assert re.search(r"^EXPOSE 8000$", DOCKERFILE, re.M)
+    assert "HEALTHCHECK" in DOCKERFILE and "/healthz" in DOCKERFILE
+    assert DOCKERFILE.count("FROM ") >= 2  # multi-stage
+
+
+def test_a_wrong_flag_would_be_caught() -> None:
+    with pytest.raises(Exception, match="No such option"):
+        parse(["pageholder", "serve", "--hots", "0.0.0.0"])
+    with pytest.raises(Exception, match="No such option"):
+        parse(["pageholder", "offline", "40", "--deadlin", "3"])

@@ -1,0 +1,77 @@
+"""The SQLite journal on its own: schema, group commit, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from pageholder.service.core.errors import StorageUnavailable
+from pageholder.service.storage.sqlite import DB_FILE, SCHEMA_VERSION, Store, StoreError
+
+
+async def test_a_new_store_is_created_at_the_current_schema(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "data")
+    snapshot = store.load()
+    assert (snapshot.holders, snapshot.holds, snapshot.block_states) == ([], [], {})
+    store.close_now()
+    db = sqlite3.connect(tmp_path / "data" / DB_FILE)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # webhook secrets live in it: owner only
+    assert (tmp_path / "data" / DB_FILE).stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / DB_FILE)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="newer than this pageholder"):
+        Store.open(tmp_path)
+
+
+def test_garbage_is_refused(tmp_path: Path) -> None:
+    (tmp_path / DB_FILE).write_bytes(b"\x00garbage" * 1000)
+    with pytest.raises(StoreError, match="not a usable pageholder database"):
+        Store.open(tmp_path)
+
+
+async def test_ops_round_trip_and_group_commit(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    store.start()
+    await store.submit([("holder", "nic0", None, 10.0, "", 1.0, "h", "whsec_x")])
+    # 100 submissions at once: they are committed in far fewer transactions
+    before = store.commits
+    await asyncio.gather(
+        *(store.submit([("hold", 1000 + i, 0, "nic0", 5 + i)]) for i in range(100))
+    )
+    assert store.commits - before < 100
+    await store.submit([("unhold", 1000), ("block", 7, "offline"), ("block", 8, "offline")])
+    await store.submit([("unblock", 8)])
+    await store.close()
+    reopened = Store.open(tmp_path)
+    snapshot = reopened.load()
+    reopened.close_now()
+    assert [h[0] for h in snapshot.holders] == ["nic0"]
+    assert [h[0] for h in snapshot.holds] == [1000 + i for i in range(1, 100)]
+    assert snapshot.block_states == {7: "offline"}
+
+
+async def test_a_bad_submission_fails_alone(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    store.start()
+    undone: list[str] = []
+    good = store.submit([("holder", "nic0", None, 10.0, "", 1.0, "h", "s")])
+    bad = store.submit(
+        [("hold", 5, 0, "nobody", 1)], lambda: undone.append("bad")
+    )  # no such holder
+    also_good = store.submit([("holder", "gpu0", None, 10.0, "", 1.0, "h2", "s")])
+    await good
+    with pytest.raises(StorageUnavailable):
+        await bad
+    await also_good
+    assert undone == ["bad"]
+    await store.close()
