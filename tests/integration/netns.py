@@ -117,6 +117,8 @@ class Topology:
 
     compose: dict[str, Any]
     workdir: Path
+    #: where the services' ``pageholder`` comes from (put first on their PATH)
+    bin_dir: Path = field(default_factory=lambda: Path(sys.executable).parent)
     subnet: int = 231  # 10.<subnet>.0.0/24
     services: dict[str, Service] = field(default_factory=dict)
     volumes: dict[str, Path] = field(default_factory=dict)
@@ -192,7 +194,7 @@ class Topology:
     def start(self, name: str) -> Service:
         service = self.services[name]
         env = {
-            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "PATH": f"{self.bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(self.workdir),
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
@@ -292,9 +294,15 @@ def sweep() -> None:
 
 
 @contextmanager
-def topology(compose_file: Path, workdir: Path, env: Mapping[str, str]) -> Iterator[Topology]:
+def topology(
+    compose_file: Path, workdir: Path, env: Mapping[str, str], bin_dir: Path | None = None
+) -> Iterator[Topology]:
+    """The topology built, for the ``with`` block; ``bin_dir`` holds the ``pageholder``
+    the services run (default: the one next to this interpreter)."""
     sweep()
     built = Topology(load_compose(compose_file), workdir)
+    if bin_dir is not None:
+        built.bin_dir = bin_dir
     try:
         built.build(env)
         yield built

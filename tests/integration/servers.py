@@ -121,11 +121,13 @@ def start_server(
     data_dir: str = ":memory:",
     admin_token: str | None = None,
     args: Sequence[str] = (),
+    pageholder: Sequence[str] | None = None,
 ) -> Server:
     """Start ``pageholder serve`` on a free port and wait until it is healthy.
 
     Output goes to ``workdir/serve-<port>.{out,err}``. ``admin_token=None`` starts it
     without ``PAGEHOLDER_ADMIN_TOKEN`` (it then makes one up, or reads ``data_dir``'s).
+    ``pageholder`` is the command to run (default: the one next to this interpreter).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     for attempt in range(START_ATTEMPTS):
@@ -133,7 +135,7 @@ def start_server(
         stdout_path = workdir / f"serve-{port}.out"
         stderr_path = workdir / f"serve-{port}.err"
         command = [
-            *pageholder_command(),
+            *(pageholder or pageholder_command()),
             "serve",
             "--host",
             HOST,
@@ -171,12 +173,15 @@ def running_server(
     data_dir: str = ":memory:",
     admin_token: str | None = None,
     args: Sequence[str] = (),
+    pageholder: Sequence[str] | None = None,
 ) -> Iterator[Server]:
     """A healthy server for the ``with`` block; stopped (and its output printed) after.
 
     Leaving the block normally also asserts that SIGTERM alone stopped the server.
     """
-    server = start_server(workdir, data_dir=data_dir, admin_token=admin_token, args=args)
+    server = start_server(
+        workdir, data_dir=data_dir, admin_token=admin_token, args=args, pageholder=pageholder
+    )
     try:
         yield server
     finally:

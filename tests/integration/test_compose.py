@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ..installed import Installed
 from . import netns
 
 ROOT = Path(__file__).parents[2]
@@ -28,9 +29,10 @@ pytestmark = [
 
 
 @pytest.fixture
-def topo(tmp_path: Path) -> Iterator[netns.Topology]:
+def topo(tmp_path: Path, installed: Installed) -> Iterator[netns.Topology]:
+    # The services run the installed wheel, as the image does, not this tree.
     with netns.topology(
-        ROOT / "docker-compose.yml", tmp_path, {"PAGEHOLDER_ADMIN_TOKEN": TOKEN}
+        ROOT / "docker-compose.yml", tmp_path, {"PAGEHOLDER_ADMIN_TOKEN": TOKEN}, installed.bin
     ) as t:
         yield t
 
