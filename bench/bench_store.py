@@ -35,6 +35,7 @@ from pathlib import Path
 
 import httpx
 
+from pageholder.service.core.journal import HoldOp
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import Holder
 from pageholder.service.core.radix import RadixTree
@@ -176,7 +177,7 @@ def write_store(data_dir: Path, n: int) -> float:
             for name in HOLDER_NAMES
         ]
         ops.extend(
-            ("hold", pfn, 0, holder_of(pfn), SINCE_US + i)
+            HoldOp(pfn, 0, holder_of(pfn), SINCE_US + i)
             for i, pfn in enumerate(range(NORMAL_START, NORMAL_START + n))
         )
         began = time.perf_counter()

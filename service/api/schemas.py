@@ -8,10 +8,27 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pageholder.service.core.layout import MemoryBlock, Zone
-from pageholder.service.core.model import Hold, Holder
+from pageholder.service.core.model import (
+    BlockStateName,
+    FailureReasonName,
+    Hold,
+    Holder,
+    HoldStateName,
+    SetStatusName,
+)
 from pageholder.service.core.radix import MAX_ORDER
+from pageholder.service.core.rules import (
+    DEFAULT_DEADLINE_S,
+    DEFAULT_TIMEOUT_S,
+    HOLDER_NAME_PATTERN,
+    MAX_DEADLINE_S,
+    MAX_PFN,
+    MAX_RANGE_PAGES,
+    MAX_TIMEOUT_S,
+    MIN_TIMEOUT_S,
+)
 
-Pfn = Annotated[int, Field(ge=0, le=2**52, description="page frame number", examples=[1048576])]
+Pfn = Annotated[int, Field(ge=0, le=MAX_PFN, description="page frame number", examples=[1048576])]
 Order = Annotated[
     int,
     Field(ge=0, le=MAX_ORDER, description="the hold covers 2**order pages from an aligned pfn"),
@@ -19,7 +36,7 @@ Order = Annotated[
 HolderName = Annotated[
     str,
     Field(
-        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        pattern=HOLDER_NAME_PATTERN,
         description="unique holder name",
         examples=["nic0"],
     ),
@@ -45,13 +62,18 @@ class HolderCreate(Request):
         examples=["http://127.0.0.1:9100/release"],
         max_length=2048,
     )
-    timeout_s: float = Field(default=10.0, ge=0.1, le=30, description="per-call webhook timeout")
+    timeout_s: float = Field(
+        default=DEFAULT_TIMEOUT_S,
+        ge=MIN_TIMEOUT_S,
+        le=MAX_TIMEOUT_S,
+        description="per-call webhook timeout",
+    )
     description: str = Field(default="", max_length=1024, examples=["RDMA registrations of mlx0"])
 
 
 class HolderPatch(Request):
     release_url: str | None = Field(default=None, max_length=2048)
-    timeout_s: float | None = Field(default=None, ge=0.1, le=30)
+    timeout_s: float | None = Field(default=None, ge=MIN_TIMEOUT_S, le=MAX_TIMEOUT_S)
     description: str | None = Field(default=None, max_length=1024)
 
 
@@ -123,7 +145,7 @@ class PageOut(BaseModel):
     holder: str | None
     head_pfn: int | None = Field(description="first pfn of the hold covering this page")
     order: int | None
-    state: Literal["held", "releasing"] | None
+    state: HoldStateName | None
     since: datetime | None
 
 
@@ -139,7 +161,7 @@ class HoldOut(BaseModel):
     pfn: int
     order: int
     holder: str
-    state: Literal["held", "releasing"]
+    state: HoldStateName
     since: datetime
 
     @classmethod
@@ -171,7 +193,7 @@ class HoldResult(HoldOut):
         }
     )
 
-    result: Literal["created", "unchanged", "overwritten"]
+    result: SetStatusName
     previous: str | None = Field(
         default=None, description="holder of the (first) hold that was overwritten"
     )
@@ -243,7 +265,7 @@ class BlockOut(BaseModel):
     node: int
     zone: str = Field(description="the block's zone; the first one for a multizone block")
     zones: list[str] = Field(description="every zone the block intersects")
-    state: Literal["online", "going_offline", "offline"]
+    state: BlockStateName
     held_pages: int
     holds: int
     removable: bool = Field(description="no hold in the block lacks a release handler")
@@ -290,7 +312,7 @@ class BatchPage(Request):
 
 class BatchRange(Request):
     start_pfn: Pfn
-    nr_pages: int = Field(ge=1, le=2**20, description="order-0 pages from start_pfn")
+    nr_pages: int = Field(ge=1, le=MAX_RANGE_PAGES, description="order-0 pages from start_pfn")
 
 
 class BatchSetRequest(Request):
@@ -329,7 +351,10 @@ class BatchResponse(BaseModel):
 
 class OfflineRequest(Request):
     deadline_s: float = Field(
-        default=30.0, gt=0, le=3600, description="the whole offline ends by then"
+        default=DEFAULT_DEADLINE_S,
+        gt=0,
+        le=MAX_DEADLINE_S,
+        description="the whole offline ends by then",
     )
 
 
@@ -337,13 +362,7 @@ class OfflineFailureOut(BaseModel):
     holder: str
     pfn: int
     order: int
-    reason: Literal[
-        "no_release_handler",
-        "release_failed",
-        "release_timeout",
-        "holder_unreachable",
-        "deadline_exceeded",
-    ]
+    reason: FailureReasonName
     detail: str
 
 
@@ -373,7 +392,7 @@ class OfflineReportOut(BaseModel):
     )
 
     block: int
-    state: Literal["online", "going_offline", "offline"]
+    state: BlockStateName
     released_pages: int
     released_holds: int
     webhook_calls: int

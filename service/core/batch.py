@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 from pageholder.service.core.errors import PageHolderError
-from pageholder.service.core.journal import set_ops
+from pageholder.service.core.journal import Op, hold_op, set_ops, unhold_ops
 from pageholder.service.core.model import Hold, SetResult
-from pageholder.service.core.registry import ADMIN, Actor, Registry, ZoneHolds
+from pageholder.service.core.registry import ADMIN, Actor, Registry
+from pageholder.service.core.rules import MAX_BATCH_ENTRIES
+from pageholder.service.core.zone import ZoneHolds
 
-MAX_BATCH_ENTRIES = 65536
+__all__ = ["MAX_BATCH_ENTRIES", "BatchItem", "batch_set", "batch_unset", "expand"]
 
 T = TypeVar("T")
-Op = tuple[Any, ...]
 
 
 class BatchItem(NamedTuple):
@@ -139,7 +140,7 @@ async def batch_set(
     def ops_of(token: Token) -> list[Op]:
         if isinstance(token, SetResult):
             return set_ops(token)
-        return [("hold", token[0], token[1], holder.name, stamp)]
+        return [hold_op(token[0], token[1], holder, stamp)]
 
     return await _run(registry, entries, registry.place, apply, undo, ops_of, atomic)
 
@@ -160,6 +161,6 @@ async def batch_unset(
         return "unset", registry.apply_unset(zh, pfn, actor)
 
     def ops_of(hold: Hold) -> list[Op]:
-        return [("unhold", hold.pfn)]
+        return unhold_ops([hold])
 
     return await _run(registry, entries, locate, apply, registry.undo_unset, ops_of, atomic)

@@ -1,35 +1,82 @@
 """What the registry tells its journal: the ``Journal`` it writes to, and the ops.
 
-The ops are small tuples (``store.py`` lists them); these functions are the only places
-that build them from the registry's objects.
+An *op* is one small typed value per row change; a store applies a submission's ops in
+one transaction, in order. They are ``NamedTuple``s because a 65,536-entry batch makes
+65,536 of them: cheap to build, and each one is already the row a store writes
+(``HoldOp`` is ``(pfn, order, holder, since_us)``). The functions below are the only
+places that build ops from the registry's objects::
+
+    HoldOp(pfn, order, holder, since_us)     UnholdOp(pfn)
+    HolderOp(name, release_url, timeout_s, description, created, token_hash, secret)
+    UnholderOp(name)                         (drops the holder's holds too)
+    BlockOp(block, state)                    UnblockOp(block)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple, Protocol
 
-from pageholder.service.core.model import Hold, Holder, SetResult, SetStatus
+from pageholder.service.core.model import BlockState, Hold, Holder, SetResult, SetStatus
 
-Op = tuple[Any, ...]
+
+class HoldOp(NamedTuple):
+    pfn: int
+    order: int
+    holder: str
+    since_us: int
+
+
+class UnholdOp(NamedTuple):
+    pfn: int
+
+
+class HolderOp(NamedTuple):
+    name: str
+    release_url: str | None
+    timeout_s: float
+    description: str
+    created: float
+    token_hash: str
+    webhook_secret: str
+
+
+class UnholderOp(NamedTuple):
+    name: str
+
+
+class BlockOp(NamedTuple):
+    block: int
+    state: str
+
+
+class UnblockOp(NamedTuple):
+    block: int
+
+
+Op = HoldOp | UnholdOp | HolderOp | UnholderOp | BlockOp | UnblockOp
 
 
 class Journal(Protocol):
-    """Where changes are made durable (``store.Store``); None keeps them in memory only."""
+    """Where changes are made durable (``storage.sqlite.Store``); None keeps them in
+    memory only. ``on_failure`` runs on the event loop if the commit fails."""
 
     def submit(
         self, ops: Sequence[Op], on_failure: Callable[[], None] | None = None
     ) -> asyncio.Future[None]: ...
 
 
-def hold_op(hold: Hold) -> Op:
-    return ("hold", hold.pfn, hold.order, hold.holder.name, hold.since_us)
+def hold_op(pfn: int, order: int, holder: Holder, since_us: int) -> HoldOp:
+    return HoldOp(pfn, order, holder.name, since_us)
 
 
-def holder_op(holder: Holder) -> Op:
-    return (
-        "holder",
+def unhold_ops(holds: Iterable[Hold]) -> list[Op]:
+    return [UnholdOp(h.pfn) for h in holds]
+
+
+def holder_op(holder: Holder) -> HolderOp:
+    return HolderOp(
         holder.name,
         holder.release_url,
         holder.timeout_s,
@@ -40,9 +87,22 @@ def holder_op(holder: Holder) -> Op:
     )
 
 
+def unholder_op(holder: Holder) -> UnholderOp:
+    return UnholderOp(holder.name)
+
+
 def set_ops(result: SetResult) -> list[Op]:
+    """What a set-hold changed: the holds it replaced go, the new one comes."""
     if result.status is SetStatus.UNCHANGED:
         return []
-    ops: list[Op] = [("unhold", p.pfn) for p in result.previous]
-    ops.append(hold_op(result.hold))
+    ops = unhold_ops(result.previous)
+    hold = result.hold
+    ops.append(HoldOp(hold.pfn, hold.order, hold.holder.name, hold.since_us))
     return ops
+
+
+def block_op(block: int, state: BlockState) -> Op:
+    """A block's state: ``online`` is no row at all."""
+    if state is BlockState.ONLINE:
+        return UnblockOp(block)
+    return BlockOp(block, state.value)

@@ -16,9 +16,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol, get_args
 
 from pageholder.service.core.layout import MemoryBlock, Zone
+
+# Each state or reason is an enum for the code and a Literal of the same values for the
+# HTTP schemas (a Literal documents as a plain string enum); _same() proves they agree.
+
+HoldStateName = Literal["held", "releasing"]
+BlockStateName = Literal["online", "going_offline", "offline"]
+FailureReasonName = Literal[
+    "no_release_handler",
+    "release_failed",
+    "release_timeout",
+    "holder_unreachable",
+    "deadline_exceeded",
+]
+SetStatusName = Literal["created", "unchanged", "overwritten"]
 
 
 class HoldState(StrEnum):
@@ -89,6 +103,16 @@ class SetStatus(StrEnum):
     CREATED = "created"
     UNCHANGED = "unchanged"
     OVERWRITTEN = "overwritten"
+
+
+def _same(names: object, enum: type[StrEnum]) -> None:
+    assert get_args(names) == tuple(m.value for m in enum), enum.__name__
+
+
+_same(HoldStateName, HoldState)
+_same(BlockStateName, BlockState)
+_same(FailureReasonName, FailureReason)
+_same(SetStatusName, SetStatus)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,10 @@
 
 Answers that arrive after the deadline are never seen: the round's tasks are cancelled
 when it ends, and the settle happens once, under the lock, after that.
+
+This module owns the blocks' states (``BlockStates``): only it changes them; the
+registry asks it whether a hold may start (``check_online``) and recovery hands it what
+the store kept (``recover``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,6 +37,8 @@ from pageholder.service.core.errors import (
     MultizoneBlock,
     OfflineFailed,
 )
+from pageholder.service.core.journal import Op, block_op
+from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import (
     BlockState,
     FailureReason,
@@ -43,10 +50,56 @@ from pageholder.service.core.model import (
     ReleaseAnswer,
 )
 from pageholder.service.core.radix import Entry
-from pageholder.service.core.registry import RELEASING, Registry, ZoneHolds
+from pageholder.service.core.registry import Registry
+from pageholder.service.core.rules import DEFAULT_DEADLINE_S
+from pageholder.service.core.zone import RELEASING, ZoneHolds
 
-DEFAULT_DEADLINE_S = 30.0
 HOLDER_CONCURRENCY = 16
+
+
+class BlockStates:
+    """Every memory block's state; a block not in the map is ``online``.
+
+    Read under a zone's write lock by whoever starts a hold (``check_online``: that is
+    what makes an offline's isolation race-free); changed only by this module.
+    """
+
+    __slots__ = ("_layout", "_states")
+
+    def __init__(self, layout: MemoryLayout) -> None:
+        self._layout = layout
+        self._states: dict[int, BlockState] = {}
+
+    def state(self, block: int) -> BlockState:
+        return self._states.get(block, BlockState.ONLINE)
+
+    def check_online(self, start: int, end: int) -> None:
+        """Refuse a hold of ``[start, end)`` in a block that is not online.
+        Cost: O(1) while every block is online, O(blocks spanned) otherwise."""
+        if not self._states:
+            return
+        per_block = self._layout.pages_per_block
+        for block in range(start // per_block, (end - 1) // per_block + 1):
+            state = self._states.get(block, BlockState.ONLINE)
+            if state is not BlockState.ONLINE:
+                raise BlockNotOnline(
+                    f"memory block {block} is {state.value}", block=block, state=state.value
+                )
+
+    def recover(self, stored: Mapping[int, str]) -> None:
+        """Take what the store kept: ``offline`` blocks stay offline; anything else (a
+        ``going_offline`` that a crash interrupted) comes back online."""
+        for block, state in stored.items():
+            if state == BlockState.OFFLINE.value:
+                self._states[block] = BlockState.OFFLINE
+
+    def _set(self, block: int, state: BlockState) -> Op:
+        """Change a block's state; returns the op that makes it durable."""
+        if state is BlockState.ONLINE:
+            self._states.pop(block, None)
+        else:
+            self._states[block] = state
+        return block_op(block, state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +201,7 @@ async def _isolate(
             tree = zh.tree
             busy = [e for e in tree.marked(RELEASING, start, end)]
             if not busy:
-                registry.block_states[block_id] = BlockState.GOING_OFFLINE
+                registry.blocks._set(block_id, BlockState.GOING_OFFLINE)  # never journaled
                 entries = list(tree.items(start, end))
                 for entry in entries:
                     tree.set_mark(entry.head, RELEASING)
@@ -218,7 +271,7 @@ async def _settle(
             holder = entry.value
             assert isinstance(holder, Holder)
             failure = answers.get(entry.head, unanswered)
-            if registry.settle(zh, entry, failure is None, failure and failure.detail):
+            if zh.settle(entry, failure is None, failure and failure.detail):
                 erased.append(Hold(entry.head, entry.order, holder, HoldState.HELD, entry.stamp))
                 report.released_holds += 1
                 report.released_pages += 1 << entry.order
@@ -228,16 +281,15 @@ async def _settle(
                         holder.name, entry.head, entry.order, failure.reason.value, failure.detail
                     )
                 )
-        more: list[tuple[Any, ...]] = []
+        more: list[Op] = []
         if not report.failures and zh.tree.count_entries(start, end) == 0:
-            registry.block_states[block_id] = BlockState.OFFLINE
+            more.append(registry.blocks._set(block_id, BlockState.OFFLINE))
             report.state = BlockState.OFFLINE.value
-            more.append(("block", block_id, BlockState.OFFLINE.value))
         else:
-            registry.block_states.pop(block_id, None)
+            registry.blocks._set(block_id, BlockState.ONLINE)  # going_offline was not journaled
 
         def undo() -> None:  # the commit failed: the block is online, holds held again
-            registry.block_states.pop(block_id, None)
+            registry.blocks._set(block_id, BlockState.ONLINE)
 
         pending = registry.journal_erased(zh, erased, more, undo)
     await registry.durable(pending)
@@ -253,10 +305,10 @@ async def online_block(registry: Registry, block_id: int) -> BlockState:
         raise BlockNotOffline(
             f"memory block {block_id} is {state.value}", block=block_id, state=state.value
         )
-    del registry.block_states[block_id]
+    op = registry.blocks._set(block_id, BlockState.ONLINE)
 
     def undo() -> None:
-        registry.block_states[block_id] = BlockState.OFFLINE
+        registry.blocks._set(block_id, BlockState.OFFLINE)
 
-    await registry.durable(registry.submit([("unblock", block_id)], undo))
+    await registry.durable(registry.submit([op], undo))
     return BlockState.ONLINE

@@ -5,11 +5,9 @@ read lock, changes the write lock (the RFC's ``zone->page_holder_lock``). No loc
 held while a holder's release handler runs: a release marks the hold ``releasing`` under
 the write lock, drops the lock, calls the handler, and settles under the write lock again.
 
-A hold lives in the tree as one entry: value = the ``Holder``, stamp = ``since`` in
-microseconds (unique per change, so it is also the hold's generation), and two marks:
-
-    RELEASING   the hold is being released (state ``releasing``)
-    NO_HANDLER  its holder has no release handler (the block is not ``removable``)
+A hold lives in its zone's tree as one entry (``zone.py`` says how, and holds the
+synchronous steps that change a zone); this module decides *which* step runs, when, and
+for whom.
 
 State machine of one hold::
 
@@ -26,16 +24,12 @@ page held again while the handler ran) changes nothing.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import Any, Final
-
-import aiorwlock
+from typing import TYPE_CHECKING, Final
 
 from pageholder.service.core.errors import (
-    BlockNotOnline,
     CrossesZone,
     Forbidden,
     HolderExists,
@@ -52,8 +46,15 @@ from pageholder.service.core.errors import (
     ReleaseFailed,
     ReleaseTimeout,
 )
-from pageholder.service.core.journal import Journal, holder_op, set_ops
-from pageholder.service.core.layout import MemoryBlock, MemoryLayout, Zone
+from pageholder.service.core.journal import (
+    Journal,
+    Op,
+    holder_op,
+    set_ops,
+    unhold_ops,
+    unholder_op,
+)
+from pageholder.service.core.layout import MemoryBlock, MemoryLayout
 from pageholder.service.core.model import (
     BlockState,
     BlockUsage,
@@ -69,10 +70,12 @@ from pageholder.service.core.model import (
     SetResult,
     SetStatus,
 )
-from pageholder.service.core.radix import MAX_ORDER, Entry, Occupied, RadixTree
+from pageholder.service.core.radix import MAX_ORDER, Entry
+from pageholder.service.core.rules import HOLDER_NAME, MAX_TIMEOUT_S, MIN_TIMEOUT_S
+from pageholder.service.core.zone import NO_HANDLER, RELEASING, ZoneHolds, account
 
-RELEASING: Final = 0
-NO_HANDLER: Final = 1
+if TYPE_CHECKING:
+    from pageholder.service.core.offline import BlockStates
 
 ADMIN: Final = None
 Actor = str | None
@@ -83,24 +86,6 @@ class Unset(Enum):
 
 
 UNSET: Final = Unset.UNSET
-
-HOLDER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
-MIN_TIMEOUT_S: Final = 0.1
-MAX_TIMEOUT_S: Final = 30.0
-
-
-class ZoneHolds:
-    """One zone's holds: its radix tree and the lock that guards it."""
-
-    __slots__ = ("zone", "tree", "lock")
-
-    def __init__(self, zone: Zone) -> None:
-        self.zone = zone
-        self.tree = RadixTree()
-        # fast: no extra trip through the event loop after each acquire. That yield only
-        # lets a cancellation land right after acquiring; our critical sections take the
-        # lock, change the tree synchronously and drop it, so there is nothing to gain.
-        self.lock = aiorwlock.RWLock(fast=True)
 
 
 def validate_holder_settings(timeout_s: float, release_url: str | None) -> None:
@@ -128,7 +113,9 @@ class Registry:
         self.zones = [ZoneHolds(zone) for zone in layout.zones]
         self.holders: dict[str, Holder] = {}
         self._by_token_hash: dict[str, Holder] = {}
-        self.block_states: dict[int, BlockState] = {}  # absent = online
+        from pageholder.service.core.offline import BlockStates  # offline owns them
+
+        self.blocks: BlockStates = BlockStates(layout)
         self._caller = release_caller
         self._clock = clock
         self._last_stamp = 0
@@ -142,9 +129,7 @@ class Registry:
         except KeyError:
             raise HolderNotFound(f"no holder named {name!r}", holder=name) from None
 
-    def submit(
-        self, ops: Sequence[tuple[Any, ...]], undo: Callable[[], None]
-    ) -> asyncio.Future[None] | None:
+    def submit(self, ops: Sequence[Op], undo: Callable[[], None]) -> asyncio.Future[None] | None:
         """Hand ``ops`` to the journal; call inside the critical section that made the
         change, so the journal sees changes in memory's order. ``undo`` runs (on the event
         loop, as one synchronous step like every tree change) if the commit fails."""
@@ -219,7 +204,7 @@ class Registry:
         if (new_url is None) != (holder.release_url is None):
             for zh in self.zones:
                 async with zh.lock.writer_lock:
-                    self._mark_handler(zh, holder, new_url is not None)
+                    zh.mark_handler(holder, new_url is not None)
         holder.release_url = new_url
         if timeout_s is not None:
             holder.timeout_s = timeout_s
@@ -231,17 +216,10 @@ class Registry:
             holder.release_url, holder.timeout_s, holder.description = before
             if had_handler != (holder.release_url is not None):
                 for zh in self.zones:
-                    self._mark_handler(zh, holder, holder.release_url is not None)
+                    zh.mark_handler(holder, holder.release_url is not None)
 
         await self.durable(self.submit([holder_op(holder)], undo))
         return holder
-
-    def _mark_handler(self, zh: ZoneHolds, holder: Holder, has_handler: bool) -> None:
-        for entry in self._entries_of(zh, holder):
-            if has_handler:
-                zh.tree.clear_mark(entry.head, NO_HANDLER)
-            else:
-                zh.tree.set_mark(entry.head, NO_HANDLER)
 
     async def remove_holder(self, name: str, *, force: bool = False) -> int:
         """Remove a holder; with ``force`` drop its holds too. Returns holds dropped.
@@ -256,8 +234,8 @@ class Registry:
         dropped: list[tuple[ZoneHolds, Hold]] = []
         for zh in self.zones:
             async with zh.lock.writer_lock:
-                for entry in list(self._entries_of(zh, holder)):
-                    dropped.append((zh, self._snapshot(zh.tree, entry)))
+                for entry in list(zh.entries_of(holder)):
+                    dropped.append((zh, zh.snapshot(entry)))
                     zh.tree.erase(entry.head)
         holder.holds = holder.held_pages = 0
         self._drop(holder)
@@ -267,14 +245,10 @@ class Registry:
                 return  # registered again meanwhile: that one wins
             self.enrol(holder)
             for zh, hold in dropped:
-                self._restore(zh, hold)
+                self.restore(zh, hold)
 
-        await self.durable(self.submit([("unholder", name)], undo))
+        await self.durable(self.submit([unholder_op(holder)], undo))
         return len(dropped)
-
-    @staticmethod
-    def _entries_of(zh: ZoneHolds, holder: Holder) -> Iterator[Entry]:
-        return (entry for entry in zh.tree.items() if entry.value is holder)
 
     # -- placing a hold ----------------------------------------------------------------
 
@@ -308,19 +282,6 @@ class Registry:
             )
         return zh
 
-    def _check_online(self, start: int, end: int) -> None:
-        """Refuse a hold in a block that is not online. Called under the zone's write lock,
-        which is what makes an offline's isolation race-free."""
-        if not self.block_states:
-            return
-        per_block = self.layout.pages_per_block
-        for block in range(start // per_block, (end - 1) // per_block + 1):
-            state = self.block_states.get(block, BlockState.ONLINE)
-            if state is not BlockState.ONLINE:
-                raise BlockNotOnline(
-                    f"memory block {block} is {state.value}", block=block, state=state.value
-                )
-
     def advance_stamp(self, stamp: int) -> None:
         """Never hand out a stamp at or below ``stamp`` (one recovered from the store)."""
         self._last_stamp = max(self._last_stamp, stamp)
@@ -335,24 +296,6 @@ class Registry:
     def authorize(actor: Actor, holder: Holder, action: str) -> None:
         if actor is not ADMIN and actor != holder.name:
             raise Forbidden(f"{actor!r} may not {action} for holder {holder.name!r}")
-
-    @staticmethod
-    def _account(holder: Holder, order: int, sign: int) -> None:
-        holder.holds += sign
-        holder.held_pages += sign << order
-
-    @staticmethod
-    def _snapshot(tree: RadixTree, entry: Entry) -> Hold:
-        releasing = tree.get_mark(entry.head, RELEASING)
-        holder = entry.value
-        assert isinstance(holder, Holder)
-        return Hold(
-            entry.head,
-            entry.order,
-            holder,
-            HoldState.RELEASING if releasing else HoldState.HELD,
-            entry.stamp,
-        )
 
     async def set_hold(
         self,
@@ -396,28 +339,12 @@ class Registry:
         """Create the hold if nothing overlaps it (True); under the write lock. Batches
         call it first: the common case then allocates no result objects. Cost: O(height).
         """
-        self._check_online(pfn, pfn + (1 << order))
-        tree = zh.tree
-        try:
-            tree.insert(pfn, holder, order, stamp)
-        except Occupied:
-            return False
-        if holder.release_url is None:
-            tree.set_mark(pfn, NO_HANDLER)
-        holder.holds += 1
-        holder.held_pages += 1 << order
-        return True
+        self.blocks.check_online(pfn, pfn + (1 << order))
+        return zh.insert(pfn, order, holder, stamp)
 
     def undo_create(self, zh: ZoneHolds, pfn: int, holder: Holder, stamp: int) -> None:
         """Take back a ``try_create`` (generation-checked, like ``undo_set``)."""
-        current = zh.tree.load(pfn)
-        if current is not None and (current.head, current.stamp, current.value) == (
-            pfn,
-            stamp,
-            holder,
-        ):
-            zh.tree.erase(pfn)
-            self._account(holder, current.order, -1)
+        zh.erase_generation(pfn, stamp, holder)
 
     def undo_set(self, zh: ZoneHolds, result: SetResult) -> None:
         """Take back what ``apply_set`` did (an atomic batch failing further on, or a
@@ -426,28 +353,15 @@ class Registry:
         if result.status is SetStatus.UNCHANGED:
             return
         hold = result.hold
-        current = zh.tree.load(hold.pfn)
-        if current is None or (current.head, current.stamp, current.value) != (
-            hold.pfn,
-            hold.since_us,
-            hold.holder,
-        ):
+        if not zh.erase_generation(hold.pfn, hold.since_us, hold.holder):
             return
-        self.undo_create(zh, hold.pfn, hold.holder, hold.since_us)
         for previous in result.previous:
-            self._restore(zh, previous)
+            self.restore(zh, previous)
 
-    def _restore(self, zh: ZoneHolds, hold: Hold) -> None:
+    def restore(self, zh: ZoneHolds, hold: Hold) -> None:
         """Put a hold back as ``held`` if its pages are free and its holder still exists."""
-        if self.holders.get(hold.holder.name) is not hold.holder:
-            return
-        try:
-            zh.tree.insert(hold.pfn, hold.holder, hold.order, hold.since_us)
-        except Occupied:
-            return
-        if not hold.holder.has_release_handler:
-            zh.tree.set_mark(hold.pfn, NO_HANDLER)
-        self._account(hold.holder, hold.order, +1)
+        if self.holders.get(hold.holder.name) is hold.holder:
+            zh.restore(hold)
 
     def _replace(
         self,
@@ -471,7 +385,7 @@ class Registry:
             )
         first = overlapping[0]
         if len(overlapping) == 1 and (first.head, first.order, first.value) == (pfn, order, holder):
-            return SetResult(SetStatus.UNCHANGED, self._snapshot(tree, first), [])
+            return SetResult(SetStatus.UNCHANGED, zh.snapshot(first), [])
         current = first.value
         assert isinstance(current, Holder)
         if not overwrite:
@@ -483,14 +397,14 @@ class Registry:
             )
         if actor is not ADMIN and any(e.value is not holder for e in overlapping):
             raise Forbidden("only the admin may overwrite another holder's hold")
-        previous = [self._snapshot(tree, e) for e in overlapping]
+        previous = [zh.snapshot(e) for e in overlapping]
         for entry in tree.store(pfn, holder, order, stamp):
             replaced = entry.value
             assert isinstance(replaced, Holder)
-            self._account(replaced, entry.order, -1)
+            account(replaced, entry.order, -1)
         if not holder.has_release_handler:
             tree.set_mark(pfn, NO_HANDLER)
-        self._account(holder, order, +1)
+        account(holder, order, +1)
         hold = Hold(pfn, order, holder, HoldState.HELD, stamp)
         return SetResult(SetStatus.OVERWRITTEN, hold, previous)
 
@@ -499,7 +413,7 @@ class Registry:
         zh = self.zone_holds(pfn)
         async with zh.lock.writer_lock:
             hold = self.apply_unset(zh, pfn, actor)
-            pending = self.submit([("unhold", pfn)], lambda: self._restore(zh, hold))
+            pending = self.submit(unhold_ops([hold]), lambda: self.restore(zh, hold))
         await self.durable(pending)
         return hold
 
@@ -509,7 +423,7 @@ class Registry:
         entry = tree.load(pfn)
         if entry is None:
             raise PageNotHeld(f"pfn {pfn} is not held", pfn=pfn)
-        hold = self._snapshot(tree, entry)
+        hold = zh.snapshot(entry)
         if entry.head != pfn:
             raise NotHead(
                 f"pfn {pfn} is inside the order-{entry.order} hold at pfn {entry.head}; "
@@ -521,12 +435,11 @@ class Registry:
         self.authorize(actor, hold.holder, "unset holds")
         if hold.state is HoldState.RELEASING:
             raise PageReleasing(f"pfn {pfn} is being released", head_pfn=pfn, order=entry.order)
-        tree.erase(pfn)
-        self._account(hold.holder, entry.order, -1)
+        zh.erase(entry)
         return hold
 
     def undo_unset(self, zh: ZoneHolds, hold: Hold) -> None:
-        self._restore(zh, hold)
+        self.restore(zh, hold)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -535,7 +448,7 @@ class Registry:
         zh = self.zone_holds(pfn)
         async with zh.lock.reader_lock:
             entry = zh.tree.load(pfn)
-            hold = None if entry is None else self._snapshot(zh.tree, entry)
+            hold = None if entry is None else zh.snapshot(entry)
         return PageInfo(pfn, zh.zone, self.layout.block_id(pfn), hold)
 
     async def holds_in(
@@ -568,11 +481,11 @@ class Registry:
                         continue
                     if len(found) == limit:
                         return found, entry.head
-                    found.append(self._snapshot(zh.tree, entry))
+                    found.append(zh.snapshot(entry))
         return found, None
 
     def block_state(self, block: int) -> BlockState:
-        return self.block_states.get(block, BlockState.ONLINE)
+        return self.blocks.state(block)
 
     def block_usage(self, block: MemoryBlock) -> BlockUsage:
         """Held pages, holds and removability of a block from the trees' aggregate counts
@@ -654,7 +567,7 @@ class Registry:
             async with zh.lock.writer_lock:
                 released = answer is not None and ref.pfn in answer.released
                 failure = None if answer is None else answer.failed.get(ref.pfn)
-                erased = self.settle(zh, entry, released, failure and failure.detail)
+                erased = zh.settle(entry, released, failure and failure.detail)
                 held = Hold(ref.pfn, ref.order, holder, HoldState.HELD, entry.stamp)
                 pending = self.journal_erased(zh, [held] if erased else [])
         await self.durable(pending)
@@ -699,7 +612,7 @@ class Registry:
         self,
         zh: ZoneHolds,
         erased: list[Hold],
-        more_ops: Sequence[tuple[Any, ...]] = (),
+        more_ops: Sequence[Op] = (),
         undo_more: Callable[[], None] | None = None,
     ) -> asyncio.Future[None] | None:
         """Journal holds a settle erased (and ``more_ops``); a failed commit puts them back
@@ -709,32 +622,6 @@ class Registry:
             if undo_more is not None:
                 undo_more()
             for hold in erased:
-                self._restore(zh, hold)
+                self.restore(zh, hold)
 
-        return self.submit([("unhold", h.pfn) for h in erased] + list(more_ops), undo)
-
-    def settle(self, zh: ZoneHolds, entry: Entry, released: bool, error: str | None) -> bool:
-        """After a handler answered for ``entry``: erase it, or put it back to held.
-
-        Must be called under the zone's write lock. Only the same generation is touched:
-        a hold that was dropped and set again meanwhile is left alone. Returns whether
-        the hold was erased.
-        """
-        tree = zh.tree
-        current = tree.load(entry.head)
-        if (
-            current is None
-            or current.head != entry.head
-            or current.stamp != entry.stamp
-            or current.value is not entry.value
-        ):
-            return False
-        holder = entry.value
-        assert isinstance(holder, Holder)
-        if released:
-            tree.erase(entry.head)
-            self._account(holder, entry.order, -1)
-            return True
-        tree.clear_mark(entry.head, RELEASING)
-        holder.last_error = error
-        return False
+        return self.submit(unhold_ops(erased) + list(more_ops), undo)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pageholder.service.core.errors import PageHolderError
 from pageholder.service.core.layout import MemoryLayout
-from pageholder.service.core.model import BlockState, Holder
-from pageholder.service.core.registry import NO_HANDLER, Registry
+from pageholder.service.core.model import Holder
+from pageholder.service.core.registry import Registry
 from pageholder.service.storage.sqlite import Snapshot, Store, StoreError
 
 
@@ -68,20 +68,14 @@ def recover(registry: Registry, snapshot: Snapshot) -> int:
     holders = registry.holders
     last_stamp = 0
     for pfn, order, name, since_us in snapshot.holds:
-        holder = holders[name]
         try:
             zh = registry.place(pfn, order)
         except PageHolderError:
             _check_fits(registry.layout, pfn, order, name)
             raise
-        zh.tree.insert(pfn, holder, order, since_us)
-        if holder.release_url is None:
-            zh.tree.set_mark(pfn, NO_HANDLER)
-        holder.holds += 1
-        holder.held_pages += 1 << order
+        inserted = zh.insert(pfn, order, holders[name], since_us)
+        assert inserted, f"stored holds overlap at pfn {pfn}"
         last_stamp = max(last_stamp, since_us)
     registry.advance_stamp(last_stamp)
-    for block, state in snapshot.block_states.items():
-        if state == BlockState.OFFLINE.value:
-            registry.block_states[block] = BlockState.OFFLINE
+    registry.blocks.recover(snapshot.block_states)
     return len(snapshot.holds)

@@ -13,12 +13,8 @@ submission cannot fail the others; a submission that still fails gets
 ``StorageUnavailable`` and its ``on_failure`` callback runs on the event loop (the
 registry's undo, which puts memory back the way the journal has it).
 
-Ops are tuples, kept small because a 65536-entry batch makes 65536 of them:
-
-    ("hold", pfn, order, holder, since_us)     ("unhold", pfn)
-    ("holder", name, release_url, timeout_s, description, created, token_hash, secret)
-    ("unholder", name)                         (drops the holder's holds too)
-    ("block", block_id, state)                 ("unblock", block_id)
+The ops are ``core.journal``'s typed values; each one is the row (or the key) its
+statement takes, so a run of ops of one type is one ``executemany``.
 """
 
 from __future__ import annotations
@@ -33,18 +29,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from pageholder.service.core.errors import StorageUnavailable
+from pageholder.service.core.journal import (
+    BlockOp,
+    HolderOp,
+    HoldOp,
+    Op,
+    UnblockOp,
+    UnholderOp,
+    UnholdOp,
+)
 
 log = logging.getLogger("pageholder.store")
 
 DB_FILE = "pageholder.db"
 SCHEMA_VERSION = 1
 MAX_GROUP = 512  # submissions per transaction
-
-Op = tuple[Any, ...]
 
 MIGRATIONS: dict[int, str] = {
     # version reached -> script that reaches it from the one before
@@ -72,12 +74,14 @@ MIGRATIONS: dict[int, str] = {
     """,
 }
 
-SQL: dict[str, str] = {
-    "hold": "INSERT OR REPLACE INTO holds VALUES (?, ?, ?, ?)",
-    "unhold": "DELETE FROM holds WHERE pfn = ?",
-    "holder": "INSERT OR REPLACE INTO holders VALUES (?, ?, ?, ?, ?, ?, ?)",
-    "block": "INSERT OR REPLACE INTO block_states VALUES (?, ?)",
-    "unblock": "DELETE FROM block_states WHERE block = ?",
+#: each op type's statements; an op is the parameter row of each
+SQL: dict[type[Op], tuple[str, ...]] = {
+    HoldOp: ("INSERT OR REPLACE INTO holds VALUES (?, ?, ?, ?)",),
+    UnholdOp: ("DELETE FROM holds WHERE pfn = ?",),
+    HolderOp: ("INSERT OR REPLACE INTO holders VALUES (?, ?, ?, ?, ?, ?, ?)",),
+    UnholderOp: ("DELETE FROM holds WHERE holder = ?", "DELETE FROM holders WHERE name = ?"),
+    BlockOp: ("INSERT OR REPLACE INTO block_states VALUES (?, ?)",),
+    UnblockOp: ("DELETE FROM block_states WHERE block = ?",),
 }
 
 
@@ -253,13 +257,10 @@ class Store:
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
-            for kind, rows in groupby(ops, key=_kind):
-                if kind == "unholder":
-                    for op in rows:
-                        db.execute("DELETE FROM holds WHERE holder = ?", op[1:])
-                        db.execute("DELETE FROM holders WHERE name = ?", op[1:])
-                else:
-                    db.executemany(SQL[kind], (op[1:] for op in rows))
+            for kind, run in groupby(ops, key=type):
+                rows = list(run)
+                for statement in SQL[kind]:
+                    db.executemany(statement, rows)
             db.execute("COMMIT")
             self.commits += 1
         except BaseException:
@@ -271,11 +272,6 @@ class Store:
         log.error("store %s: commit failed: %s", self.path, exc)
         error = StorageUnavailable(f"the change was not saved: {exc}")
         _resolve(submission, error)
-
-
-def _kind(op: Op) -> str:
-    kind: str = op[0]
-    return kind
 
 
 def _resolve(submission: _Submission, error: StorageUnavailable | None) -> None:

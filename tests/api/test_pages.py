@@ -133,7 +133,7 @@ async def test_a_hold_that_crosses_zones() -> None:
 
 async def test_no_hold_in_a_block_that_is_not_online(api: Api) -> None:
     await api.add_holder("nic0")
-    api.registry.block_states[33] = BlockState.GOING_OFFLINE
+    api.registry.blocks._set(33, BlockState.GOING_OFFLINE)
     response = await api.admin.put(f"/v1/pages/{33 * 32768}/hold", json={"holder": "nic0"})
     problem = assert_problem(response, 409, "block_not_online")
     assert (problem["block"], problem["state"]) == (33, "going_offline")

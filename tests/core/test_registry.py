@@ -23,7 +23,8 @@ from pageholder.service.core.model import (
     ReleaseAnswer,
     SetStatus,
 )
-from pageholder.service.core.registry import NO_HANDLER, RELEASING, Registry
+from pageholder.service.core.registry import Registry
+from pageholder.service.core.zone import NO_HANDLER, RELEASING
 
 NORMAL = 1 << 20  # first pfn of the Normal zone, block 32
 
@@ -204,7 +205,7 @@ async def test_a_hold_may_not_cross_a_zone() -> None:
 async def test_no_hold_starts_in_a_block_that_is_not_online() -> None:
     registry = await make_registry()
     block = NORMAL // 32768 + 1
-    registry.block_states[block] = BlockState.GOING_OFFLINE
+    registry.blocks._set(block, BlockState.GOING_OFFLINE)
     with pytest.raises(errors.BlockNotOnline) as refused:
         await registry.set_hold(block * 32768 + 7, "nic0")
     assert refused.value.extra == {"block": block, "state": "going_offline"}
@@ -294,7 +295,7 @@ async def test_a_partial_answer_counts_page_by_page() -> None:
         holder, [PageRef(e.head, e.order) for e in entries], reason="offline", block=32
     )
     async with zh.lock.writer_lock:
-        outcome = [registry.settle(zh, e, e.head in answer.released, None) for e in entries]
+        outcome = [zh.settle(e, e.head in answer.released, None) for e in entries]
     assert outcome == [True, False]
     assert answer.failed[NORMAL + 1].detail == "pinned"
     assert (await registry.lookup(NORMAL + 1)).hold is not None

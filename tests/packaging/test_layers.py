@@ -131,3 +131,19 @@ def test_importing_a_layer_loads_nothing_it_must_not(module: str, absent: tuple[
         for m in loaded
         if m.split(".")[0] in absent or any(m.startswith(a + ".") or m == a for a in absent)
     ] == []
+
+
+def test_journal_ops_are_built_only_in_journal_py() -> None:
+    ops = {"HoldOp", "UnholdOp", "HolderOp", "UnholderOp", "BlockOp", "UnblockOp"}
+    built = []
+    for path in (ROOT / "service").rglob("*.py"):
+        if path.name == "journal.py" and path.parent.name == "core":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ops
+            ):
+                built.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.func.id}")
+    assert built == []

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pageholder.service.core.errors import StorageUnavailable
+from pageholder.service.core.journal import BlockOp, HolderOp, HoldOp, UnblockOp, UnholdOp
 from pageholder.service.storage.sqlite import DB_FILE, SCHEMA_VERSION, Store, StoreError
 
 
@@ -42,15 +43,15 @@ def test_garbage_is_refused(tmp_path: Path) -> None:
 async def test_ops_round_trip_and_group_commit(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     store.start()
-    await store.submit([("holder", "nic0", None, 10.0, "", 1.0, "h", "whsec_x")])
+    await store.submit([HolderOp("nic0", None, 10.0, "", 1.0, "h", "whsec_x")])
     # 100 submissions at once: they are committed in far fewer transactions
     before = store.commits
     await asyncio.gather(
-        *(store.submit([("hold", 1000 + i, 0, "nic0", 5 + i)]) for i in range(100))
+        *(store.submit([HoldOp(1000 + i, 0, "nic0", 5 + i)]) for i in range(100))
     )
     assert store.commits - before < 100
-    await store.submit([("unhold", 1000), ("block", 7, "offline"), ("block", 8, "offline")])
-    await store.submit([("unblock", 8)])
+    await store.submit([UnholdOp(1000), BlockOp(7, "offline"), BlockOp(8, "offline")])
+    await store.submit([UnblockOp(8)])
     await store.close()
     reopened = Store.open(tmp_path)
     snapshot = reopened.load()
@@ -64,11 +65,11 @@ async def test_a_bad_submission_fails_alone(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     store.start()
     undone: list[str] = []
-    good = store.submit([("holder", "nic0", None, 10.0, "", 1.0, "h", "s")])
+    good = store.submit([HolderOp("nic0", None, 10.0, "", 1.0, "h", "s")])
     bad = store.submit(
-        [("hold", 5, 0, "nobody", 1)], lambda: undone.append("bad")
+        [HoldOp(5, 0, "nobody", 1)], lambda: undone.append("bad")
     )  # no such holder
-    also_good = store.submit([("holder", "gpu0", None, 10.0, "", 1.0, "h2", "s")])
+    also_good = store.submit([HolderOp("gpu0", None, 10.0, "", 1.0, "h2", "s")])
     await good
     with pytest.raises(StorageUnavailable):
         await bad

@@ -16,10 +16,11 @@ from pageholder.service.core.layout import MemoryBlock
 from pageholder.service.core.model import BlockState, BlockUsage
 from pageholder.service.core.offline import offline_block, online_block
 from pageholder.service.core.registry import Registry
+from pageholder.service.core.rules import MAX_BLOCK_ID
 
 router = APIRouter(prefix="/v1/blocks", tags=["blocks"])
 
-BlockId = Annotated[int, Path(ge=0, le=2**40, description="memory block number")]
+BlockId = Annotated[int, Path(ge=0, le=MAX_BLOCK_ID, description="memory block number")]
 
 
 def _out(usage: BlockUsage) -> BlockOut:

@@ -21,18 +21,21 @@ from pageholder.service.api.schemas import (
 from pageholder.service.core.errors import InvalidRequest
 from pageholder.service.core.model import SetStatus
 from pageholder.service.core.registry import ADMIN
+from pageholder.service.core.rules import MAX_PFN
 
 router = APIRouter(prefix="/v1/pages", tags=["pages"])
 
-PfnPath = Annotated[int, Path(ge=0, le=2**52, description="page frame number", examples=[1048576])]
+PfnPath = Annotated[
+    int, Path(ge=0, le=MAX_PFN, description="page frame number", examples=[1048576])
+]
 
 
 @router.get("", name="list_holds", responses=documented(401, 404, 422))
 async def list_holds(
     registry: RegistryDep,
     _: PrincipalDep,
-    start: Annotated[int, Query(ge=0, le=2**52, description="first pfn")] = 0,
-    end: Annotated[int | None, Query(ge=0, le=2**52, description="pfn past the last")] = None,
+    start: Annotated[int, Query(ge=0, le=MAX_PFN, description="first pfn")] = 0,
+    end: Annotated[int | None, Query(ge=0, le=MAX_PFN, description="pfn past the last")] = None,
     holder: Annotated[str | None, Query(description="only this holder's holds")] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
