@@ -5,8 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pageholder.service.webhooks.caller import (
+    DEFAULT_MAX_CALLS,
+    DEFAULT_RETRY_MAX_S,
+    DEFAULT_RETRY_MIN_S,
+)
 
 MEMORY = ":memory:"
 
@@ -29,7 +35,24 @@ class Settings(BaseSettings):
     metrics_open: bool = Field(default=False, description="serve /metrics without a token")
     webhook_allow_loopback: bool = True
     webhook_allow_private: bool = True
+    webhook_retry_min_s: float = Field(
+        default=DEFAULT_RETRY_MIN_S,
+        gt=0,
+        le=60,
+        description="minimum wait between two attempts of a release call, whatever "
+        "Retry-After says (doubles, with jitter, up to webhook_retry_max_s)",
+    )
+    webhook_retry_max_s: float = Field(default=DEFAULT_RETRY_MAX_S, gt=0, le=600)
+    webhook_max_calls: int = Field(
+        default=DEFAULT_MAX_CALLS, ge=1, le=1000, description="attempts per release delivery"
+    )
     max_body_bytes: int = 8 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _retry_bounds(self) -> Settings:
+        if self.webhook_retry_min_s > self.webhook_retry_max_s:
+            raise ValueError("webhook_retry_min_s must not exceed webhook_retry_max_s")
+        return self
 
     @property
     def in_memory(self) -> bool:
