@@ -8,12 +8,6 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pageholder.service.webhooks.caller import (
-    DEFAULT_MAX_CALLS,
-    DEFAULT_RETRY_MAX_S,
-    DEFAULT_RETRY_MIN_S,
-)
-
 MEMORY = ":memory:"
 
 
@@ -35,16 +29,18 @@ class Settings(BaseSettings):
     metrics_open: bool = Field(default=False, description="serve /metrics without a token")
     webhook_allow_loopback: bool = True
     webhook_allow_private: bool = True
+    # The same defaults as the webhook caller's own (settings may not import it; a test
+    # proves they agree).
     webhook_retry_min_s: float = Field(
-        default=DEFAULT_RETRY_MIN_S,
+        default=0.05,
         gt=0,
         le=60,
         description="minimum wait between two attempts of a release call, whatever "
         "Retry-After says (doubles, with jitter, up to webhook_retry_max_s)",
     )
-    webhook_retry_max_s: float = Field(default=DEFAULT_RETRY_MAX_S, gt=0, le=600)
+    webhook_retry_max_s: float = Field(default=2.0, gt=0, le=600)
     webhook_max_calls: int = Field(
-        default=DEFAULT_MAX_CALLS, ge=1, le=1000, description="attempts per release delivery"
+        default=20, ge=1, le=1000, description="attempts per release delivery"
     )
     max_body_bytes: int = 8 * 1024 * 1024
 

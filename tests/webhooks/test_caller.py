@@ -34,6 +34,8 @@ from pageholder.service.core.model import FailureReason, Holder, PageRef, Releas
 from pageholder.service.settings import Settings
 from pageholder.service.webhooks.caller import (
     DEFAULT_MAX_CALLS,
+    DEFAULT_RETRY_MAX_S,
+    DEFAULT_RETRY_MIN_S,
     WebhookCaller,
     new_webhook_secret,
 )
@@ -535,7 +537,10 @@ async def test_a_delivery_makes_at_most_max_calls_attempts(
 async def test_retry_settings_are_checked(client: httpx.AsyncClient) -> None:
     with pytest.raises(pydantic.ValidationError, match="webhook_retry_min_s"):
         Settings(webhook_retry_min_s=3, webhook_retry_max_s=2)
-    assert Settings().webhook_max_calls == DEFAULT_MAX_CALLS
+    defaults = Settings()
+    assert defaults.webhook_max_calls == DEFAULT_MAX_CALLS
+    assert defaults.webhook_retry_min_s == DEFAULT_RETRY_MIN_S
+    assert defaults.webhook_retry_max_s == DEFAULT_RETRY_MAX_S
     with pytest.raises(ValueError, match="max_calls"):
         WebhookCaller(client, max_calls=0)
     with pytest.raises(ValueError, match="backoff_base_s"):
