@@ -11,6 +11,7 @@ BENCHES = {
     "http": "bench.bench_http",
     "offline": "bench.bench_offline",
     "store": "bench.bench_store",
+    "webhook": "bench.bench_webhook",
 }
 
 

@@ -77,7 +77,7 @@ def holders(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False
         [
             (
                 h.name,
-                h.release_url or "(no handler)",
+                h.release_url or ("(hidden)" if h.has_release_handler else "(no handler)"),
                 h.timeout_s,
                 h.holds,
                 h.held_pages,

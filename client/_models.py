@@ -9,7 +9,7 @@ turns decoded JSON into one of them, or raises ``ValueError`` when it does not f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -63,6 +63,14 @@ class Holder:
     holds: int
     held_pages: int
     last_error: str | None
+    #: Whether it has a release handler; ``release_url`` itself is shown only to the
+    #: admin and to the holder itself (``None`` for other holders). A registry that does
+    #: not say is one that shows every URL.
+    has_release_handler: bool = field(default=False, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.release_url is not None and not self.has_release_handler:
+            object.__setattr__(self, "has_release_handler", True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MEMORY = ":memory:"
@@ -29,7 +29,26 @@ class Settings(BaseSettings):
     metrics_open: bool = Field(default=False, description="serve /metrics without a token")
     webhook_allow_loopback: bool = True
     webhook_allow_private: bool = True
+    # The same defaults as the webhook caller's own (settings may not import it; a test
+    # proves they agree).
+    webhook_retry_min_s: float = Field(
+        default=0.05,
+        gt=0,
+        le=60,
+        description="minimum wait between two attempts of a release call, whatever "
+        "Retry-After says (doubles, with jitter, up to webhook_retry_max_s)",
+    )
+    webhook_retry_max_s: float = Field(default=2.0, gt=0, le=600)
+    webhook_max_calls: int = Field(
+        default=20, ge=1, le=1000, description="attempts per release delivery"
+    )
     max_body_bytes: int = 8 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _retry_bounds(self) -> Settings:
+        if self.webhook_retry_min_s > self.webhook_retry_max_s:
+            raise ValueError("webhook_retry_min_s must not exceed webhook_retry_max_s")
+        return self
 
     @property
     def in_memory(self) -> bool:

@@ -24,7 +24,9 @@ from pageholder.service.core.model import ReleaseCaller
 from pageholder.service.core.registry import Registry
 from pageholder.service.settings import Settings
 from pageholder.service.storage.recovery import Durable, open_durable, recover
+from pageholder.service.webhooks.addresses import AddressPolicy
 from pageholder.service.webhooks.caller import WebhookCaller
+from pageholder.service.webhooks.transport import CheckedTransport
 
 log = logging.getLogger("pageholder")
 
@@ -66,10 +68,24 @@ def create_app(
         if opened is None and data_dir is not None:
             opened = open_durable(data_dir, memory_layout)
         async with AsyncExitStack() as stack:
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(follow_redirects=False, trust_env=False)
+            # Release calls connect only to addresses the policy allows, checked at every
+            # connection (webhooks/transport.py), not only when the URL was registered.
+            policy = AddressPolicy(
+                allow_loopback=settings.webhook_allow_loopback,
+                allow_private=settings.webhook_allow_private,
             )
-            caller = release_caller or WebhookCaller(http, observe=metrics.observe_webhook)
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=CheckedTransport(policy), follow_redirects=False, trust_env=False
+                )
+            )
+            caller = release_caller or WebhookCaller(
+                http,
+                backoff_base_s=settings.webhook_retry_min_s,
+                backoff_max_s=settings.webhook_retry_max_s,
+                max_calls=settings.webhook_max_calls,
+                observe=metrics.observe_webhook,
+            )
             store = None if opened is None else opened.store
             registry = Registry(memory_layout, caller, journal=store)
             if opened is not None:

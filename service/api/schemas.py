@@ -79,7 +79,11 @@ class HolderPatch(Request):
 
 class HolderOut(BaseModel):
     name: str
-    release_url: str | None
+    release_url: str | None = Field(
+        description="its release webhook; shown only to the admin and to the holder itself "
+        "(null for everyone else: see has_release_handler)"
+    )
+    has_release_handler: bool = Field(description="whether it has a release_url")
     timeout_s: float
     description: str
     created: datetime
@@ -88,10 +92,13 @@ class HolderOut(BaseModel):
     last_error: str | None = Field(description="the last release failure its handler reported")
 
     @classmethod
-    def of(cls, holder: Holder) -> HolderOut:
+    def of(cls, holder: Holder, *, show_url: bool) -> HolderOut:
+        """``holder`` as shown to a reader; ``show_url`` only for its admin or itself (a
+        release URL can carry a secret in its query string)."""
         return cls(
             name=holder.name,
-            release_url=holder.release_url,
+            release_url=holder.release_url if show_url else None,
+            has_release_handler=holder.release_url is not None,
             timeout_s=holder.timeout_s,
             description=holder.description,
             created=to_time(holder.created),

@@ -22,11 +22,18 @@ How an attempt's answer is read (``observe`` outcome in brackets)::
     any other status                     release_failed "HTTP <s>: .."[failed]
     no answer within the timeout         release_timeout              [timeout]
     connection / transport error         holder_unreachable           [unreachable]
+    an address the policy forbids        holder_unreachable "address  [refused]
+    (see ``transport``)                  not allowed: ..."; nothing sent or read
 
 Every attempt is bounded by ``min(holder.timeout_s, deadline - now)``; temporary
 answers are retried until the deadline, after which the chunk's pages fail with
-``deadline_exceeded``. A wait that would end past the deadline is not slept: the chunk
-fails at once. The caller never raises for what a holder does.
+``deadline_exceeded``. Between two attempts the caller waits the holder's
+``Retry-After`` or its own backoff, whichever is longer: the backoff starts at
+``backoff_base_s`` (the minimum retry interval, jittered up to half again) and doubles
+up to ``backoff_max_s``, so ``Retry-After: 0`` cannot make it hammer a holder. A delivery
+makes at most ``max_calls`` attempts; then its pages fail with ``release_failed``. A
+wait that would end past the deadline is not slept: the chunk fails at once. The caller
+never raises for what a holder does.
 """
 
 from __future__ import annotations
@@ -49,8 +56,12 @@ import httpx
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from pageholder.service.core.model import FailureReason, Holder, PageFailure, PageRef, ReleaseAnswer
+from pageholder.service.webhooks.transport import AddressRefused
 
 __all__ = [
+    "DEFAULT_MAX_CALLS",
+    "DEFAULT_RETRY_MAX_S",
+    "DEFAULT_RETRY_MIN_S",
     "MAX_ANSWER_BYTES",
     "TEMPORARY_STATUSES",
     "WebhookCaller",
@@ -63,6 +74,11 @@ TEMPORARY_STATUSES: Final = frozenset({409, 423, 429, 503})
 MAX_ANSWER_BYTES: Final = 4 << 20
 #: How much of a holder's answer goes into a failure's detail.
 EXCERPT_CHARS: Final = 200
+#: Attempts one delivery may make (temporary answers included) unless told otherwise.
+DEFAULT_MAX_CALLS: Final = 20
+#: The minimum wait between two attempts of a delivery, and the most it grows to.
+DEFAULT_RETRY_MIN_S: Final = 0.05
+DEFAULT_RETRY_MAX_S: Final = 2.0
 
 _NOT_REPORTED: Final = "refused by the holder"
 
@@ -94,7 +110,8 @@ class WebhookCaller:
     ``client`` is owned by the caller (one per process, closed at shutdown). ``clock``
     is wall-clock epoch seconds, the clock ``deadline`` is measured on; it also stamps
     ``webhook-timestamp``. ``observe(outcome, seconds)`` is told about every HTTP
-    attempt (outcomes in the module docstring).
+    attempt (outcomes in the module docstring). ``backoff_base_s`` is the minimum wait
+    between two attempts of a delivery, ``max_calls`` the most attempts it makes.
     """
 
     def __init__(
@@ -103,17 +120,23 @@ class WebhookCaller:
         *,
         clock: Callable[[], float] = time.time,
         chunk_size: int = 4096,
-        backoff_base_s: float = 0.05,
-        backoff_max_s: float = 2.0,
+        backoff_base_s: float = DEFAULT_RETRY_MIN_S,
+        backoff_max_s: float = DEFAULT_RETRY_MAX_S,
+        max_calls: int = DEFAULT_MAX_CALLS,
         observe: Callable[[str, float], None] | None = None,
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        if max_calls < 1:
+            raise ValueError("max_calls must be at least 1")
+        if not 0 < backoff_base_s <= backoff_max_s:
+            raise ValueError("need 0 < backoff_base_s <= backoff_max_s")
         self._client = client
         self._clock = clock
         self._chunk_size = chunk_size
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
+        self._max_calls = max_calls
         self._observe = observe
 
     async def __call__(
@@ -181,9 +204,14 @@ class WebhookCaller:
                 result.calls = calls
                 return result
             last = result
-            wait = result.retry_after
-            if wait is None:
-                wait = self._backoff(calls - 1)
+            if calls >= self._max_calls:
+                detail = f"gave up after {calls} attempts; last answer {last.detail}"
+                return ReleaseAnswer.all_failed(
+                    chunk, FailureReason.RELEASE_FAILED, detail, calls
+                )
+            # The holder's Retry-After may lengthen the wait, never shorten it below our
+            # own backoff: "Retry-After: 0" from a busy holder must not become a storm.
+            wait = max(result.retry_after or 0.0, self._backoff(calls - 1))
             if self._clock() + wait >= deadline:
                 # No attempt could start before the deadline: do not sleep just to fail.
                 return ReleaseAnswer.all_failed(
@@ -192,9 +220,10 @@ class WebhookCaller:
             await asyncio.sleep(wait)
 
     def _backoff(self, retry: int) -> float:
-        """Exponential backoff with "equal jitter": half fixed, half random."""
+        """Exponential backoff from ``backoff_base_s`` up to ``backoff_max_s``, jittered
+        upwards by up to half (never below the minimum, and retries spread apart)."""
         delay = min(self._backoff_max_s, self._backoff_base_s * 2.0 ** min(retry, 32))
-        return delay / 2 + random.uniform(0, delay / 2)
+        return delay + random.uniform(0, delay / 2)
 
     async def _attempt(
         self,
@@ -245,8 +274,12 @@ class WebhookCaller:
             detail = f"no answer within {timeout:.3g} s"
             return "timeout", ReleaseAnswer.all_failed(chunk, FailureReason.RELEASE_TIMEOUT, detail)
         except httpx.TransportError as exc:
-            detail = f"cannot reach the holder: {_exc_text(exc)}"
             unreachable = FailureReason.HOLDER_UNREACHABLE
+            refused = _address_refused(exc)
+            if refused is not None:
+                # Nothing was sent to that address, and nothing from it can be quoted.
+                return "refused", ReleaseAnswer.all_failed(chunk, unreachable, str(refused))
+            detail = f"cannot reach the holder: {_exc_text(exc)}"
             return "unreachable", ReleaseAnswer.all_failed(chunk, unreachable, detail)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return "failed", ReleaseAnswer.all_failed(chunk, failed, _exc_text(exc))
@@ -254,6 +287,18 @@ class WebhookCaller:
             detail = f"malformed answer: larger than {MAX_ANSWER_BYTES} bytes"
             return "failed", ReleaseAnswer.all_failed(chunk, failed, detail)
         return _classify(response, content, chunk, self._clock())
+
+
+def _address_refused(exc: BaseException) -> AddressRefused | None:
+    """The ``AddressRefused`` behind an httpx error (httpx raises its own ``from`` it)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain; bounded in case of a cycle
+        if seen is None:
+            return None
+        if isinstance(seen, AddressRefused):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _timed_out(answer: ReleaseAnswer) -> bool:

@@ -87,3 +87,32 @@ async def test_tokens(api: Api) -> None:
         response = await stranger.get("/v1/zones")
         assert_problem(response, 401, "unauthorized")
         assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_release_urls_are_not_readable_by_other_holders(api: Api) -> None:
+    # A release URL may carry a secret (?token=...): holder gpu0 must not read nic0's.
+    await api.add_holder("nic0", url="http://127.0.0.1:9/release?token=s3cr3t")
+    await api.add_holder("gpu0", url="http://127.0.0.1:10/gpu")
+    await api.add_holder("balloon", url=None)
+    async with api.as_holder("gpu0") as gpu0:
+        listed = {h["name"]: h for h in (await gpu0.get("/v1/holders")).json()["items"]}
+        one = (await gpu0.get("/v1/holders/nic0")).json()
+        mine = (await gpu0.patch("/v1/holders/gpu0", json={"timeout_s": 3})).json()
+    assert "s3cr3t" not in str(listed) + str(one)
+    assert listed["nic0"]["release_url"] is None and listed["nic0"]["has_release_handler"]
+    assert one["release_url"] is None and one["has_release_handler"] is True
+    assert listed["balloon"]["release_url"] is None
+    assert listed["balloon"]["has_release_handler"] is False
+    # its own URL, it may read
+    assert listed["gpu0"]["release_url"] == "http://127.0.0.1:10/gpu"
+    assert mine["release_url"] == "http://127.0.0.1:10/gpu" and mine["has_release_handler"]
+    async with api.as_holder("nic0") as nic0:
+        own = (await nic0.get("/v1/holders/nic0")).json()
+        other = (await nic0.get("/v1/holders/gpu0")).json()
+    assert own["release_url"] == "http://127.0.0.1:9/release?token=s3cr3t"
+    assert other["release_url"] is None and other["has_release_handler"] is True
+    # the admin sees every URL
+    by_admin = {h["name"]: h for h in (await api.admin.get("/v1/holders")).json()["items"]}
+    assert by_admin["nic0"]["release_url"] == "http://127.0.0.1:9/release?token=s3cr3t"
+    assert by_admin["gpu0"]["release_url"] == "http://127.0.0.1:10/gpu"
+    assert by_admin["balloon"]["has_release_handler"] is False

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,11 +39,13 @@ def pageholder_command() -> list[str]:
     return [sys.executable, "-c", "from pageholder.cli.main import main; main()"]
 
 
-def server_env(admin_token: str | None) -> dict[str, str]:
-    """This process's environment without PAGEHOLDER_* settings, plus the admin token."""
+def server_env(admin_token: str | None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without PAGEHOLDER_* settings, plus the admin token
+    and ``extra`` (settings a test gives the server, e.g. PAGEHOLDER_WEBHOOK_...)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAGEHOLDER_")}
     if admin_token is not None:
         env["PAGEHOLDER_ADMIN_TOKEN"] = admin_token
+    env.update(extra or {})
     return env
 
 
@@ -122,6 +124,7 @@ def start_server(
     admin_token: str | None = None,
     args: Sequence[str] = (),
     pageholder: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Server:
     """Start ``pageholder serve`` on a free port and wait until it is healthy.
 
@@ -151,7 +154,7 @@ def start_server(
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,
-                env=server_env(admin_token),
+                env=server_env(admin_token, env),
             )
         server = Server(process, command, port, stdout_path, stderr_path)
         try:
@@ -174,13 +177,19 @@ def running_server(
     admin_token: str | None = None,
     args: Sequence[str] = (),
     pageholder: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Server]:
     """A healthy server for the ``with`` block; stopped (and its output printed) after.
 
     Leaving the block normally also asserts that SIGTERM alone stopped the server.
     """
     server = start_server(
-        workdir, data_dir=data_dir, admin_token=admin_token, args=args, pageholder=pageholder
+        workdir,
+        data_dir=data_dir,
+        admin_token=admin_token,
+        args=args,
+        pageholder=pageholder,
+        env=env,
     )
     try:
         yield server

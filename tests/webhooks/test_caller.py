@@ -20,6 +20,7 @@ from email.utils import format_datetime
 from typing import Any
 
 import httpx
+import pydantic
 import pytest
 import uvicorn
 from standardwebhooks import Webhook
@@ -30,7 +31,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from pageholder.service.core.model import FailureReason, Holder, PageRef, ReleaseAnswer
+from pageholder.service.settings import Settings
 from pageholder.service.webhooks.caller import (
+    DEFAULT_MAX_CALLS,
+    DEFAULT_RETRY_MAX_S,
+    DEFAULT_RETRY_MIN_S,
     WebhookCaller,
     new_webhook_secret,
 )
@@ -110,6 +115,9 @@ class Receiver:
         async def busy(call: Call) -> Response:
             return Response("still draining the ring", status_code=503)
 
+        async def storm(call: Call) -> Response:
+            return Response("busy", status_code=503, headers={"retry-after": "0"})
+
         async def later(call: Call) -> Response:
             # Retry-After as an HTTP-date an hour away: past any deadline in these tests.
             when = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
@@ -134,6 +142,7 @@ class Receiver:
             "/refuse": refuse,
             "/flaky": flaky,
             "/busy": busy,
+            "/storm": storm,
             "/later": later,
             "/slow": slow,
             "/redirect": redirect,
@@ -460,3 +469,81 @@ def test_new_webhook_secrets_are_fresh_and_usable() -> None:
     a, b = new_webhook_secret(), new_webhook_secret()
     assert a != b and a.startswith("whsec_") and len(a) == len("whsec_") + 32
     Webhook(a)  # the package accepts it
+
+
+# --- retries stay polite ----------------------------------------------------------------
+
+
+async def test_retry_after_zero_storm_is_bounded_by_the_minimum_interval(
+    receiver: Receiver, client: httpx.AsyncClient
+) -> None:
+    # A holder answering "503, Retry-After: 0" forever. With the default settings the
+    # waits are at least 0.05, 0.1, 0.2, 0.4, 0.8 s: at most 6 calls in 1.5 s (before the
+    # minimum interval it made hundreds).
+    caller = WebhookCaller(client)
+    started = time.monotonic()
+    answer = await caller(
+        holder(receiver.base_url + "/storm"), PAGES, reason="offline", block=1, deadline=soon(1.5)
+    )
+    assert time.monotonic() - started < 3.0
+    assert reasons(answer) == {FailureReason.DEADLINE_EXCEEDED}
+    assert 2 <= len(receiver.calls) <= 6, len(receiver.calls)
+    assert answer.calls == len(receiver.calls)
+
+
+async def test_retries_wait_at_least_the_minimum_interval_with_jitter(
+    receiver: Receiver, client: httpx.AsyncClient
+) -> None:
+    stamps: list[float] = []
+    caller = WebhookCaller(
+        client,
+        backoff_base_s=0.1,
+        backoff_max_s=0.1,
+        max_calls=6,
+        observe=lambda o, s: stamps.append(time.monotonic()),
+    )
+    await caller(
+        holder(receiver.base_url + "/storm"), PAGES, reason="offline", block=1, deadline=soon(10)
+    )
+    assert len(stamps) == 6
+    # each observation is one attempt's end; the next attempt starts >= 0.1 s later
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert all(gap >= 0.1 for gap in gaps), gaps
+    assert all(gap < 0.1 * 1.5 + 0.5 for gap in gaps), gaps
+    assert len({round(gap, 4) for gap in gaps}) > 1, gaps  # jittered, not in lockstep
+
+
+async def test_a_delivery_makes_at_most_max_calls_attempts(
+    receiver: Receiver, client: httpx.AsyncClient
+) -> None:
+    outcomes: list[str] = []
+    caller = WebhookCaller(
+        client, backoff_base_s=0.01, max_calls=3, observe=lambda o, s: outcomes.append(o)
+    )
+    started = time.monotonic()
+    answer = await caller(
+        holder(receiver.base_url + "/storm"), PAGES, reason="offline", block=1, deadline=soon(30)
+    )
+    assert time.monotonic() - started < 2.0  # long before the deadline
+    assert answer == ReleaseAnswer.all_failed(
+        PAGES,
+        FailureReason.RELEASE_FAILED,
+        "gave up after 3 attempts; last answer HTTP 503: busy",
+        calls=3,
+    )
+    assert len(receiver.calls) == 3 and outcomes == ["temporary"] * 3
+
+
+async def test_retry_settings_are_checked(client: httpx.AsyncClient) -> None:
+    with pytest.raises(pydantic.ValidationError, match="webhook_retry_min_s"):
+        Settings(webhook_retry_min_s=3, webhook_retry_max_s=2)
+    defaults = Settings()
+    assert defaults.webhook_max_calls == DEFAULT_MAX_CALLS
+    assert defaults.webhook_retry_min_s == DEFAULT_RETRY_MIN_S
+    assert defaults.webhook_retry_max_s == DEFAULT_RETRY_MAX_S
+    with pytest.raises(ValueError, match="max_calls"):
+        WebhookCaller(client, max_calls=0)
+    with pytest.raises(ValueError, match="backoff_base_s"):
+        WebhookCaller(client, backoff_base_s=0)
+    with pytest.raises(ValueError, match="backoff_base_s"):
+        WebhookCaller(client, backoff_base_s=3, backoff_max_s=2)

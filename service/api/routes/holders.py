@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from pageholder.service.api.auth import hash_token, new_token
+from pageholder.service.api.auth import Principal, hash_token, new_token
 from pageholder.service.api.deps import (
     AdminDep,
     PrincipalDep,
@@ -23,6 +23,7 @@ from pageholder.service.api.schemas import (
     HolderPatch,
 )
 from pageholder.service.core.errors import Forbidden
+from pageholder.service.core.model import Holder
 from pageholder.service.core.registry import UNSET, Unset
 from pageholder.service.webhooks.caller import new_webhook_secret
 from pageholder.service.webhooks.policy import validate_release_url
@@ -51,20 +52,25 @@ async def create_holder(
         token_hash=hash_token(token),
         webhook_secret=secret,
     )
-    return HolderCreated(**HolderOut.of(holder).model_dump(), token=token, webhook_secret=secret)
+    out = HolderOut.of(holder, show_url=True)  # the admin's
+    return HolderCreated(**out.model_dump(), token=token, webhook_secret=secret)
 
 
 @router.get("", name="list_holders", responses=documented(401))
-async def list_holders(registry: RegistryDep, _: PrincipalDep) -> HolderList:
-    """Every holder with how much it holds."""
+async def list_holders(registry: RegistryDep, principal: PrincipalDep) -> HolderList:
+    """Every holder with how much it holds. Release URLs are shown to the admin and to
+    each holder for itself only."""
     return HolderList(
-        items=[HolderOut.of(h) for h in sorted(registry.holders.values(), key=lambda h: h.name)]
+        items=[
+            _view(h, principal) for h in sorted(registry.holders.values(), key=lambda h: h.name)
+        ]
     )
 
 
 @router.get("/{name}", name="get_holder", responses=documented(401, 404, 422))
-async def get_holder(name: str, registry: RegistryDep, _: PrincipalDep) -> HolderOut:
-    return HolderOut.of(registry.holder(name))
+async def get_holder(name: str, registry: RegistryDep, principal: PrincipalDep) -> HolderOut:
+    """One holder; its release URL only for the admin and for itself."""
+    return _view(registry.holder(name), principal)
 
 
 @router.patch("/{name}", name="update_holder", responses=documented(401, 403, 404, 413, 422, 503))
@@ -81,7 +87,7 @@ async def update_holder(
     holder = await registry.update_holder(
         name, release_url=url, timeout_s=body.timeout_s, description=body.description
     )
-    return HolderOut.of(holder)
+    return _view(holder, principal)
 
 
 @router.delete(
@@ -103,6 +109,11 @@ async def delete_holder(
         raise Forbidden("only the admin may drop a holder's holds with force")
     await registry.remove_holder(name, force=force)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _view(holder: Holder, principal: Principal) -> HolderOut:
+    """A holder's release URL is for the admin and for itself, never for other holders."""
+    return HolderOut.of(holder, show_url=principal.is_admin or principal.holder == holder.name)
 
 
 def _checked_url(state: StateDep, url: str) -> str:
