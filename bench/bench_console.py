@@ -154,7 +154,9 @@ def main() -> None:
             "4 TiB (32,768 blocks of 128 MiB)": _measure(str(tib4), Path(tmp) / "tib4"),
         }
     rows = [
-        "| layout | blocks | first map (target < 1000 ms) | whole-map paint | a change visible after the API's answer | its repaint (target < 100 ms) | live by | baseline: /docs rendered | first map / baseline |",
+        "| layout | blocks | first map (target < 1000 ms) | whole-map paint"
+        " | a change visible after the API's answer | its repaint (target < 100 ms)"
+        " | live by | baseline: /docs rendered | first map / baseline |",
         "|---|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for name, r in results.items():

@@ -118,7 +118,6 @@ def test_the_map_shows_every_block_after_the_admin_token(driver: Any, server: Se
     assert wait_for(lambda: blocks_loaded(driver), 20, "the map") == 128  # the default layout
     assert driver.find_element(By.ID, "who").text == "admin"
     assert cell_rgb(driver, 40, 0) == ONLINE_RGB  # nothing held yet
-    screenshot(driver, "console-map.png")
 
 
 def test_a_hold_set_through_the_api_repaints_its_cell_without_a_reload(
@@ -166,6 +165,7 @@ def test_offline_from_the_panel_reports_the_refusing_holder(
         )
         open_console(driver, server)
         wait_for(lambda: blocks_loaded(driver), 20, "the map")
+        screenshot(driver, "console-map.png")
         driver.execute_script("document.getElementById('deadline').value = '5'")
         at = driver.execute_script("return window.pageholderConsole.positions.get(44)")
         canvas = driver.find_element(By.ID, "map")

@@ -192,7 +192,8 @@ function layoutMap() {
   const canvas = $("map");
   const width = Math.max(200, canvas.parentElement.clientWidth);
   const count = state.blocks.size;
-  state.cell = count > 16384 ? 5 : count > 4096 ? 7 : count > 1024 ? 11 : 16;
+  // cells as big as fit about 400 px of height per row of width, between 5 and 24 px
+  state.cell = Math.max(5, Math.min(24, Math.floor(Math.sqrt((width * 400) / Math.max(1, count)))));
   const cell = state.cell;
   const cols = Math.max(1, Math.floor(width / cell));
   const byZone = new Map(state.zones.map((zone) => [zone.id, []]));
