@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench openapi clean
+.PHONY: run test lint typecheck unit bench openapi clean browser screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# the console's browser tests need Debian's chromium + chromium-driver (installed if root)
+browser:
+	tests/install-browser.sh
+
+test: lint typecheck browser
 	$(BIN)/pytest
+
+# README's console screenshots, taken by the browser tests
+screenshots: $(STAMP) browser
+	PAGEHOLDER_SCREENSHOTS=docs $(BIN)/pytest -q tests/integration/test_console.py
 
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

@@ -12,6 +12,7 @@ BENCHES = {
     "offline": "bench.bench_offline",
     "store": "bench.bench_store",
     "webhook": "bench.bench_webhook",
+    "console": "bench.bench_console",
 }
 
 

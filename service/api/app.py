@@ -13,11 +13,11 @@ import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from pageholder.service.api import docs, problems
+from pageholder.service.api import console, docs, problems
 from pageholder.service.api.auth import TokenBook, load_admin_token
 from pageholder.service.api.metrics import Metrics
 from pageholder.service.api.middleware import BodyLimit, CountRequests
-from pageholder.service.api.routes import batches, blocks, health, holders, pages, zones
+from pageholder.service.api.routes import batches, blocks, health, holders, pages, whoami, zones
 from pageholder.service.api.state import ServiceState
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import ReleaseCaller
@@ -129,6 +129,7 @@ def create_app(
     )
     problems.install(app)
     docs.install(app, app.title)
+    console.install(app)
     build_spec = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -137,7 +138,7 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    for module in (holders, pages, batches, zones, blocks, health):
+    for module in (holders, pages, batches, zones, blocks, health, whoami):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(CountRequests, metrics=metrics)

@@ -304,6 +304,11 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class WhoAmI(BaseModel):
+    role: Literal["admin", "holder"] = Field(description="what the token may do")
+    holder: str | None = Field(description="the holder a holder token belongs to")
+
+
 class HoldList(BaseModel):
     items: list[HoldOut]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page")

@@ -55,7 +55,9 @@ def test_the_installed_package_is_not_this_tree(installed: Installed) -> None:
     assert where.startswith(str(installed.venv)), where
 
 
-def test_serve_from_the_wheel_answers_health_and_docs(installed: Installed, tmp_path: Path) -> None:
+def test_serve_from_the_wheel_answers_health_docs_and_the_console(
+    installed: Installed, tmp_path: Path
+) -> None:
     with (
         running_server(
             tmp_path, data_dir=str(tmp_path / "data"), pageholder=[str(installed.pageholder)]
@@ -66,6 +68,9 @@ def test_serve_from_the_wheel_answers_health_and_docs(installed: Installed, tmp_
         docs = http.get("/docs")
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
         assert http.get("/openapi.json").json()["info"]["title"] == "pageholder"
+        console = http.get("/ui")
+        assert console.status_code == 200 and "console.js" in console.text
+        assert http.get("/ui/static/console.js").status_code == 200
 
 
 def test_demo_from_the_wheel(installed: Installed) -> None:
