@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Final
 
+from pageholder.service.core.commits import Commits
 from pageholder.service.core.errors import (
     CrossesZone,
     Forbidden,
@@ -111,6 +112,7 @@ class Registry:
         self.layout = layout
         self.journal = journal
         self.zones = [ZoneHolds(zone) for zone in layout.zones]
+        self.commits = None if journal is None else Commits(journal, self.zones)
         self.holders: dict[str, Holder] = {}
         self._by_token_hash: dict[str, Holder] = {}
         from pageholder.service.core.offline import BlockStates  # offline owns them
@@ -131,11 +133,12 @@ class Registry:
 
     def submit(self, ops: Sequence[Op], undo: Callable[[], None]) -> asyncio.Future[None] | None:
         """Hand ``ops`` to the journal; call inside the critical section that made the
-        change, so the journal sees changes in memory's order. ``undo`` runs (on the event
-        loop, as one synchronous step like every tree change) if the commit fails."""
-        if self.journal is None or not ops:
+        change, so the journal sees changes in memory's order. If the commit fails,
+        ``undo`` runs before the future fails, newest change first and under every
+        zone's write lock (``core.commits``): it must take back exactly this change."""
+        if self.commits is None or not ops:
             return None
-        return self.journal.submit(ops, undo)
+        return self.commits.submit(ops, undo)
 
     async def add_holder(
         self,

@@ -8,10 +8,13 @@ exactly the order memory saw them. It acknowledges a change only when the future
 
 Group commit: the writer thread takes every submission waiting in its queue, applies
 them all in one transaction and commits once, so N concurrent writers pay for one
-fsync, not N. A failed transaction is retried submission by submission so that one bad
-submission cannot fail the others; a submission that still fails gets
-``StorageUnavailable`` and its ``on_failure`` callback runs on the event loop (the
-registry's undo, which puts memory back the way the journal has it).
+fsync, not N. A failed transaction is retried submission by submission, in order, up
+to the first one that fails on its own: that one gets ``StorageUnavailable`` (and its
+``on_failure`` callback runs on the event loop), and so does every submission after it,
+untried, until the registry calls ``resume()``: they were made in memory on top of the
+failed one (``core.commits`` takes them all back, newest first). Whatever goes wrong in
+the writer (not only ``sqlite3.Error``) fails the group it was writing; the thread
+itself keeps going, so no later write waits forever.
 
 The ops are ``core.journal``'s typed values; each one is the row (or the key) its
 statement takes, so a run of ops of one type is one ``executemany``.
@@ -107,6 +110,7 @@ class _Submission:
 
 
 _STOP = object()
+_RESUME = object()  # the registry put memory back: later submissions may commit again
 
 
 class Store:
@@ -200,6 +204,10 @@ class Store:
         self._queue.put(_Submission(ops, future, loop, on_failure))
         return future
 
+    def resume(self) -> None:
+        """Commit again after a failure: what is submitted from now on is tried."""
+        self._queue.put(_RESUME)
+
     def close_now(self) -> None:
         """Close a store whose writer never started (a refused start)."""
         assert self._thread is None
@@ -214,44 +222,59 @@ class Store:
         self._db.close()
 
     def _writer(self) -> None:
+        halted = False  # a submission failed: fail the later ones until _RESUME
+        carried: object = None
         while True:
-            first = self._queue.get()
-            if first is _STOP:
+            item = self._queue.get() if carried is None else carried
+            carried = None
+            if item is _STOP:
                 return
-            assert isinstance(first, _Submission)
-            group = [first]
-            stop = False
+            if item is _RESUME:
+                halted = False
+                continue
+            assert isinstance(item, _Submission)
+            if halted:
+                self._fail(item, _EARLIER_FAILED)
+                continue
+            group = [item]
             while len(group) < MAX_GROUP:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if more is _STOP:
-                    stop = True
+                if not isinstance(more, _Submission):
+                    carried = more  # _STOP or _RESUME: after this group
                     break
-                assert isinstance(more, _Submission)
                 group.append(more)
-            self._commit_group(group)
-            if stop:
-                return
+            try:
+                halted = not self._commit_group(group)
+            except Exception as exc:  # a bug, not the disk: fail the group, keep writing
+                log.exception("store %s: the writer failed", self.path)
+                for submission in group:
+                    self._fail(submission, exc)
+                halted = True
 
-    def _commit_group(self, group: list[_Submission]) -> None:
+    def _commit_group(self, group: list[_Submission]) -> bool:
+        """Commit ``group``; False if a submission failed (it and the later ones are failed)."""
         try:
             self._transaction([op for s in group for op in s.ops])
-        except sqlite3.Error as exc:
+        except Exception as exc:
             if len(group) == 1:
                 self._fail(group[0], exc)
-                return
-            for submission in group:  # one by one: only the bad ones fail
+                return False
+            for i, submission in enumerate(group):  # one by one: the ones before stand
                 try:
                     self._transaction(submission.ops)
-                except sqlite3.Error as single:
+                except Exception as single:
                     self._fail(submission, single)
-                else:
-                    _resolve(submission, None)
-            return
+                    for later in group[i + 1 :]:
+                        self._fail(later, _EARLIER_FAILED)
+                    return False
+                _resolve(submission, None)
+            return True
         for submission in group:
             _resolve(submission, None)
+        return True
 
     def _transaction(self, ops: Sequence[Op]) -> None:
         db = self._db
@@ -268,10 +291,14 @@ class Store:
                 db.execute("ROLLBACK")
             raise
 
-    def _fail(self, submission: _Submission, exc: sqlite3.Error) -> None:
-        log.error("store %s: commit failed: %s", self.path, exc)
+    def _fail(self, submission: _Submission, exc: Exception) -> None:
+        if exc is not _EARLIER_FAILED:
+            log.error("store %s: commit failed: %s", self.path, exc)
         error = StorageUnavailable(f"the change was not saved: {exc}")
         _resolve(submission, error)
+
+
+_EARLIER_FAILED = StorageUnavailable("an earlier change it depends on was not saved")
 
 
 def _resolve(submission: _Submission, error: StorageUnavailable | None) -> None:
