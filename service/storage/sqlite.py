@@ -44,6 +44,8 @@ from pageholder.service.core.journal import (
     UnholderOp,
     UnholdOp,
 )
+from pageholder.service.storage.dirlock import DataDirLock
+from pageholder.service.storage.errors import StoreError as StoreError
 
 log = logging.getLogger("pageholder.store")
 
@@ -88,10 +90,6 @@ SQL: dict[type[Op], tuple[str, ...]] = {
 }
 
 
-class StoreError(Exception):
-    """The store cannot be opened (corrupt, newer schema, unreadable): refuse to start."""
-
-
 @dataclass(slots=True)
 class Snapshot:
     """Everything the store holds, as read at start."""
@@ -116,11 +114,18 @@ _RESUME = object()  # the registry put memory back: later submissions may commit
 class Store:
     """The SQLite journal of one data directory; see the module docstring."""
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, read_only: bool = False, lock: DataDirLock | None = None
+    ) -> None:
         self.path = path
         self.read_only = read_only
+        self._lock = lock or DataDirLock(None)
         self._queue: queue.SimpleQueue[_Submission | object] = queue.SimpleQueue()
-        self._db = _connect(path, read_only)
+        try:
+            self._db = _connect(path, read_only)
+        except BaseException:
+            self._lock.release()
+            raise
         self._thread: threading.Thread | None = None
         self.commits = 0  # transactions committed (group commit makes this < submissions)
 
@@ -135,19 +140,27 @@ class Store:
         if data_dir.is_dir() and not os.access(data_dir, os.W_OK):
             if not path.exists():
                 raise StoreError(f"{data_dir}: read-only, and it holds no pageholder database")
+            _check_wal_readable(path)
             log.warning("store %s: the data dir is read-only; changes will be refused", path)
             store = cls(path, read_only=True)
         else:
             data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # It holds every holder's webhook secret: readable by its owner only. SQLite
-            # gives its -wal and -shm files the database file's permissions.
-            path.touch(mode=0o600, exist_ok=True)
-            path.chmod(0o600)
-            store = cls(path)
+            # One server per data dir: a second one would overwrite the first's rows.
+            lock = DataDirLock.acquire(data_dir)
+            try:
+                # It holds every holder's webhook secret: readable by its owner only.
+                # SQLite gives its -wal and -shm files the database file's permissions.
+                path.touch(mode=0o600, exist_ok=True)
+                path.chmod(0o600)
+            except BaseException:
+                lock.release()
+                raise
+            store = cls(path, lock=lock)
         try:
             store._check_and_migrate()
         except BaseException:
             store._db.close()
+            store._lock.release()
             raise
         return store
 
@@ -212,6 +225,7 @@ class Store:
         """Close a store whose writer never started (a refused start)."""
         assert self._thread is None
         self._db.close()
+        self._lock.release()
 
     async def close(self) -> None:
         """Finish what was submitted, stop the writer, close the database."""
@@ -220,6 +234,7 @@ class Store:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
         self._db.close()
+        self._lock.release()
 
     def _writer(self) -> None:
         halted = False  # a submission failed: fail the later ones until _RESUME
@@ -317,11 +332,30 @@ def _resolve(submission: _Submission, error: StorageUnavailable | None) -> None:
         pass
 
 
+def _wal_has_changes(path: Path) -> bool:
+    wal = path.with_name(path.name + "-wal")
+    return wal.exists() and wal.stat().st_size > 0
+
+
+def _check_wal_readable(path: Path) -> None:
+    """Refuse a read-only data dir whose write-ahead log SQLite cannot read: serving the
+    database file without it would serve state from before the last changes."""
+    shm = path.with_name(path.name + "-shm")
+    if _wal_has_changes(path) and not shm.exists():
+        raise StoreError(
+            f"{path}: the data dir is read-only and its write-ahead log holds changes that "
+            "cannot be read without writing; mount it read-write once to recover them"
+        )
+
+
 def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
     try:
         if read_only:
-            # immutable: nothing can change it, so SQLite needs no -wal/-shm to read it.
-            uri = f"file:{quote(str(path))}?mode=ro&immutable=1"
+            # Changes a crash left in the write-ahead log are read from it (mode=ro reads
+            # the -wal through its -shm). Without a log, immutable: nothing can change the
+            # file, so SQLite needs no -shm either.
+            immutable = "" if _wal_has_changes(path) else "&immutable=1"
+            uri = f"file:{quote(str(path))}?mode=ro{immutable}"
             db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         else:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sqlite3
+import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from pageholder.service.storage import sqlite as store_module
 
-from .test_durability import NORMAL, service, tmpfs
+from .servers import free_port, run_pageholder, running_server
+from .test_durability import AUTH, NORMAL, TOKEN, server_process, service, tmpfs
 
 PAIRS = 300
 
@@ -64,3 +68,72 @@ async def test_full_disk_race_of_unset_and_set_keeps_memory_and_disk_equal(
                     "SELECT pfn, holder FROM holds WHERE pfn < ?", (NORMAL + PAIRS,)
                 ).fetchall()
             assert memory == dict(rows)
+
+
+# -- one data dir, one server ---------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_a_second_serve_on_the_same_data_dir_refuses_naming_the_first(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with running_server(tmp_path, data_dir=str(data), admin_token=TOKEN) as first:
+        second = run_pageholder(
+            "serve", "--data-dir", str(data), "--port", str(free_port()), admin_token=TOKEN
+        )
+        assert second.returncode != 0
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1, second.stderr
+        assert f"pid {first.process.pid}" in lines[0] and str(data) in lines[0]
+        assert "Traceback" not in second.stdout + second.stderr
+        # the first one keeps serving, undisturbed
+        assert httpx.get(f"{first.url}/readyz", trust_env=False).status_code == 200
+
+
+# -- a read-only data dir after a crash ---------------------------------------------------
+
+
+def crash_with_holds(mount: Path, tmp_path: Path, count: int) -> None:
+    """A real server on ``mount`` that acknowledges ``count`` holds, then is SIGKILLed."""
+    port = free_port()
+    with server_process(mount, port, tmp_path / "server.log") as process:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=AUTH) as api:
+            assert api.post("/v1/holders", json={"name": "nic0"}).status_code == 201
+            for i in range(count):
+                response = api.put(f"/v1/pages/{NORMAL + i}/hold", json={"holder": "nic0"})
+                assert response.status_code == 201
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+async def test_a_read_only_data_dir_after_a_crash_serves_what_the_wal_holds(
+    tmp_path: Path,
+) -> None:
+    with tmpfs(tmp_path / "ro", "8m") as mount:
+        crash_with_holds(mount, tmp_path, 40)
+        assert (mount / (store_module.DB_FILE + "-wal")).stat().st_size > 0  # not checkpointed
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        async with service(mount) as api:
+            items = (await api.get("/v1/pages", params={"limit": 100})).json()["items"]
+            assert [h["pfn"] for h in items] == [NORMAL + i for i in range(40)]
+            refused = await api.put(f"/v1/pages/{NORMAL + 99}/hold", json={"holder": "nic0"})
+            assert refused.status_code == 503
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_read_only_data_dir_with_an_unreadable_wal_refuses_in_one_true_line(
+    tmp_path: Path,
+) -> None:
+    with tmpfs(tmp_path / "ro", "8m") as mount:
+        crash_with_holds(mount, tmp_path, 5)
+        (mount / (store_module.DB_FILE + "-shm")).unlink()  # SQLite cannot read the WAL now
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        result = run_pageholder(
+            "serve", "--data-dir", str(mount), "--port", str(free_port()), admin_token=TOKEN
+        )
+        assert result.returncode != 0
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "write-ahead log" in lines[0], result.stderr
+        assert "schema upgrade" not in result.stderr
