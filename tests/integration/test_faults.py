@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -137,3 +139,114 @@ def test_a_read_only_data_dir_with_an_unreadable_wal_refuses_in_one_true_line(
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "write-ahead log" in lines[0], result.stderr
         assert "schema upgrade" not in result.stderr
+
+
+# -- slow clients and shutdown ------------------------------------------------------------
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    """True if the server closes ``sock`` within ``seconds`` (whatever it sent first)."""
+    sock.settimeout(seconds)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            if sock.recv(65536) == b"":
+                return True
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+    return False
+
+
+@pytest.mark.integration
+def test_slow_header_and_slow_body_connections_are_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAGEHOLDER_HEADER_TIMEOUT_S", "1")
+    monkeypatch.setenv("PAGEHOLDER_BODY_TIMEOUT_S", "1")
+    port = free_port()
+    with server_process(tmp_path / "data", port, tmp_path / "server.log"):
+        silent = socket.create_connection(("127.0.0.1", port))
+        slow_header = socket.create_connection(("127.0.0.1", port))
+        slow_header.sendall(b"GET /healthz HTTP/1.1\r\nHost: r\r\nX-Slow: ")
+        slow_body = socket.create_connection(("127.0.0.1", port))
+        slow_body.sendall(
+            b"POST /v1/holds/batch-set HTTP/1.1\r\nHost: r\r\nContent-Type: application/json"
+            b"\r\nContent-Length: 1000\r\n\r\n{\"pages\": ["
+        )
+        with silent, slow_header, slow_body:
+            for sock in (silent, slow_header, slow_body):
+                assert closed_within(sock, 6), sock
+        # and the server still answers the patient
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", trust_env=False).status_code == 200
+
+
+@pytest.mark.integration
+async def test_a_dripping_connection_does_not_delay_sigterm_beyond_the_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAGEHOLDER_BODY_TIMEOUT_S", "120")  # only the grace may end it
+    monkeypatch.setenv("PAGEHOLDER_SHUTDOWN_GRACE_S", "2")
+    port = free_port()
+    hung = asyncio.Event()
+    handlers: list[asyncio.Task[object]] = []
+
+    async def never_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
+        hung.set()
+        try:
+            await asyncio.sleep(120)  # bounded: the test is over long before
+        finally:
+            writer.close()
+
+    receiver = await asyncio.start_server(never_answers, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{receiver.sockets[0].getsockname()[1]}/release"
+    data = tmp_path / "data"
+    try:
+        with server_process(data, port, tmp_path / "server.log") as process:
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=30
+            ) as api:
+                body = {"name": "nic0", "release_url": url, "timeout_s": 30}
+                assert (await api.post("/v1/holders", json=body)).status_code == 201
+                held = await api.put(f"/v1/pages/{NORMAL}/hold", json={"holder": "nic0"})
+                assert held.status_code == 201
+                offline = asyncio.create_task(api.post("/v1/blocks/32/offline"))
+                await asyncio.wait_for(hung.wait(), 10)
+                _, drip = await asyncio.open_connection("127.0.0.1", port)
+                drip.write(
+                    b"POST /v1/holds/batch-set HTTP/1.1\r\nHost: r\r\n"
+                    b"Content-Length: 100000\r\n\r\n"
+                )
+                stopped = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                for _ in range(200):  # a byte every 0.05 s, for at most 10 s
+                    if process.poll() is not None:
+                        break
+                    with contextlib.suppress(ConnectionError):
+                        drip.write(b" ")
+                        await drip.drain()
+                    await asyncio.sleep(0.05)
+                code = await asyncio.to_thread(process.wait, 10)
+                took = time.monotonic() - stopped
+                drip.close()
+                with contextlib.suppress(ConnectionError):
+                    await drip.wait_closed()
+                with contextlib.suppress(httpx.TransportError):
+                    await offline
+            assert code in (0, -signal.SIGTERM)
+            assert took < 2 + 3, f"SIGTERM took {took:.1f} s"
+        with server_process(data, port, tmp_path / "server.log"):
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=AUTH) as api:
+                page = (await api.get(f"/v1/pages/{NORMAL}")).json()
+                assert page["held"] is True and page["holder"] == "nic0"  # the offline let go
+                assert (await api.get("/v1/blocks/32")).json()["state"] == "online"
+    finally:
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        receiver.close()
+        await receiver.wait_closed()
