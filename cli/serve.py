@@ -37,6 +37,7 @@ def serve(
 
     from pageholder.service.api import create_app
     from pageholder.service.api.auth import load_admin_token
+    from pageholder.service.api.deadlines import with_deadlines
     from pageholder.service.core.layout import LayoutError, MemoryLayout
     from pageholder.service.settings import Settings
     from pageholder.service.storage.recovery import open_durable
@@ -75,7 +76,17 @@ def serve(
         where = f", saved in {admin.path}" if admin.path else " (not saved: :memory:)"
         out.print(f"admin token{where}:\n  [bold]{admin.token}[/bold]")
     app = create_app(settings, layout=memory_layout, durable=durable)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, workers=1)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        workers=1,
+        http=with_deadlines(settings.header_timeout_s, settings.body_timeout_s),
+        # SIGTERM: in-flight requests get this long, then are cancelled (an offline then
+        # settles: what did not answer stays held); a dripping client cannot hold it up.
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+    )
 
 
 def openapi() -> None:

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         default=20, ge=1, le=1000, description="attempts per release delivery"
     )
     max_body_bytes: int = 8 * 1024 * 1024
+    header_timeout_s: float = Field(default=10.0, gt=0, description="headers must arrive within")
+    body_timeout_s: float = Field(default=30.0, gt=0, description="a body must arrive within")
+    shutdown_grace_s: int = Field(
+        default=10, ge=1, description="SIGTERM: in-flight requests finish within, then cancelled"
+    )
 
     @model_validator(mode="after")
     def _retry_bounds(self) -> Settings:

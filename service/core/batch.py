@@ -51,6 +51,7 @@ async def _run(
     undo: Callable[[ZoneHolds, T], None],
     ops_of: Callable[[T], list[Op]],
     atomic: bool,
+    recheck: Callable[[], None] | None = None,
 ) -> list[BatchItem]:
     placed: list[ZoneHolds | PageHolderError] = []
     for pfn, order in entries:
@@ -69,6 +70,8 @@ async def _run(
         for _, zh in zones:
             await zh.lock.writer_lock.acquire()
             locked.append(zh)
+        if recheck is not None:
+            recheck()  # what may have changed while we waited for the locks
         # From here to the end: no await, so the batch is one step for everybody else.
         # The collector is paused for that step: a 65536-entry batch allocates a few
         # hundred thousand short-lived objects, and collections triggered by them would
@@ -142,7 +145,10 @@ async def batch_set(
             return set_ops(token)
         return [hold_op(token[0], token[1], holder, stamp)]
 
-    return await _run(registry, entries, registry.place, apply, undo, ops_of, atomic)
+    def recheck() -> None:
+        registry.check_enrolled(holder)
+
+    return await _run(registry, entries, registry.place, apply, undo, ops_of, atomic, recheck)
 
 
 async def batch_unset(

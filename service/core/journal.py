@@ -60,11 +60,17 @@ Op = HoldOp | UnholdOp | HolderOp | UnholderOp | BlockOp | UnblockOp
 
 class Journal(Protocol):
     """Where changes are made durable (``storage.sqlite.Store``); None keeps them in
-    memory only. ``on_failure`` runs on the event loop if the commit fails."""
+    memory only. ``on_failure`` runs on the event loop if the commit fails.
+
+    Submissions commit in order. Once one fails, every later one fails without being
+    tried (it was made in memory on top of the failed one) until ``resume()``, which
+    the registry calls once memory is back to the journal's state (``core.commits``)."""
 
     def submit(
         self, ops: Sequence[Op], on_failure: Callable[[], None] | None = None
     ) -> asyncio.Future[None]: ...
+
+    def resume(self) -> None: ...
 
 
 def hold_op(pfn: int, order: int, holder: Holder, since_us: int) -> HoldOp:

@@ -206,7 +206,7 @@ async def _isolate(
                 for entry in entries:
                     tree.set_mark(entry.head, RELEASING)
                 return entries
-            waits = [registry.release_in_flight(zh, e.head) for e in busy]
+            waits = [registry.release_in_flight(zh, e) for e in busy]
         # No lock while a single-page release finishes (it is bounded by its timeout).
         await asyncio.gather(*(w for w in waits if w is not None), return_exceptions=True)
         if all(w is None for w in waits):

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Final
 
+from pageholder.service.core.commits import Commits
 from pageholder.service.core.errors import (
     CrossesZone,
     Forbidden,
@@ -72,6 +73,7 @@ from pageholder.service.core.model import (
 )
 from pageholder.service.core.radix import MAX_ORDER, Entry
 from pageholder.service.core.rules import HOLDER_NAME, MAX_TIMEOUT_S, MIN_TIMEOUT_S
+from pageholder.service.core.slices import all_zones_written, entries_of
 from pageholder.service.core.zone import NO_HANDLER, RELEASING, ZoneHolds, account
 
 if TYPE_CHECKING:
@@ -111,6 +113,7 @@ class Registry:
         self.layout = layout
         self.journal = journal
         self.zones = [ZoneHolds(zone) for zone in layout.zones]
+        self.commits = None if journal is None else Commits(journal, self.zones)
         self.holders: dict[str, Holder] = {}
         self._by_token_hash: dict[str, Holder] = {}
         from pageholder.service.core.offline import BlockStates  # offline owns them
@@ -119,7 +122,9 @@ class Registry:
         self._caller = release_caller
         self._clock = clock
         self._last_stamp = 0
-        self._releases: dict[tuple[int, int], asyncio.Task[Released]] = {}
+        # In-flight single-page releases by generation (zone, head, stamp): a hold dropped
+        # and made again by someone else meanwhile is another hold with its own call.
+        self._releases: dict[tuple[int, int, int], asyncio.Task[Released]] = {}
 
     # -- holders ---------------------------------------------------------------------
 
@@ -131,11 +136,12 @@ class Registry:
 
     def submit(self, ops: Sequence[Op], undo: Callable[[], None]) -> asyncio.Future[None] | None:
         """Hand ``ops`` to the journal; call inside the critical section that made the
-        change, so the journal sees changes in memory's order. ``undo`` runs (on the event
-        loop, as one synchronous step like every tree change) if the commit fails."""
-        if self.journal is None or not ops:
+        change, so the journal sees changes in memory's order. If the commit fails,
+        ``undo`` runs before the future fails, newest change first and under every
+        zone's write lock (``core.commits``): it must take back exactly this change."""
+        if self.commits is None or not ops:
             return None
-        return self.journal.submit(ops, undo)
+        return self.commits.submit(ops, undo)
 
     async def add_holder(
         self,
@@ -195,59 +201,75 @@ class Registry:
         timeout_s: float | None = None,
         description: str | None = None,
     ) -> Holder:
-        """Change a holder's settings. Cost: O(1), or O(entries) when the handler
-        appears or disappears (every hold's NO_HANDLER mark follows it)."""
+        """Change a holder's settings. Cost: O(zones), or O(entries) in slices when the
+        handler appears or disappears while the holder has holds (every hold's
+        NO_HANDLER mark follows it).
+
+        Every zone is write-locked for the change, so a hold made meanwhile sees either
+        the old settings and is re-marked, or the new ones: never a stale mark."""
         holder = self.holder(name)
         new_url = holder.release_url if release_url is UNSET else release_url
         validate_holder_settings(holder.timeout_s if timeout_s is None else timeout_s, new_url)
-        before = (holder.release_url, holder.timeout_s, holder.description)
-        if (new_url is None) != (holder.release_url is None):
-            for zh in self.zones:
-                async with zh.lock.writer_lock:
-                    zh.mark_handler(holder, new_url is not None)
-        holder.release_url = new_url
-        if timeout_s is not None:
-            holder.timeout_s = timeout_s
-        if description is not None:
-            holder.description = description
+        async with all_zones_written(self.zones):
+            self.check_enrolled(holder)
+            before = (holder.release_url, holder.timeout_s, holder.description)
+            flips = (new_url is None) != (holder.release_url is None)
+            holder.release_url = new_url
+            if timeout_s is not None:
+                holder.timeout_s = timeout_s
+            if description is not None:
+                holder.description = description
+            if flips and holder.holds:
+                for zh, entry in await entries_of(self.zones, holder):
+                    zh.mark_entry_handler(entry, new_url is not None)
 
-        def undo() -> None:
-            had_handler = holder.release_url is not None
-            holder.release_url, holder.timeout_s, holder.description = before
-            if had_handler != (holder.release_url is not None):
-                for zh in self.zones:
-                    zh.mark_handler(holder, holder.release_url is not None)
+            def undo() -> None:
+                had_handler = holder.release_url is not None
+                holder.release_url, holder.timeout_s, holder.description = before
+                if had_handler != (holder.release_url is not None) and holder.holds:
+                    for zh in self.zones:
+                        zh.mark_handler(holder, holder.release_url is not None)
 
-        await self.durable(self.submit([holder_op(holder)], undo))
+            pending = self.submit([holder_op(holder)], undo)
+        await self.durable(pending)
         return holder
+
+    def check_enrolled(self, holder: Holder) -> None:
+        """Refuse ``holder`` if it was removed while its caller waited for a lock."""
+        if self.holders.get(holder.name) is not holder:
+            raise HolderNotFound(f"no holder named {holder.name!r}", holder=holder.name)
 
     async def remove_holder(self, name: str, *, force: bool = False) -> int:
         """Remove a holder; with ``force`` drop its holds too. Returns holds dropped.
-        Cost: O(1) without holds, O(entries) with ``force``."""
+        Cost: O(zones) without holds, O(entries) in slices with ``force``. Every zone is
+        write-locked meanwhile: no hold can start for it half-way."""
         holder = self.holder(name)
-        if holder.holds and not force:
-            raise HolderHasHolds(
-                f"holder {name!r} still holds {holder.holds} hold(s) ({holder.held_pages} pages)",
-                holder=name,
-                holds=holder.holds,
-            )
-        dropped: list[tuple[ZoneHolds, Hold]] = []
-        for zh in self.zones:
-            async with zh.lock.writer_lock:
-                for entry in list(zh.entries_of(holder)):
+        async with all_zones_written(self.zones):
+            self.check_enrolled(holder)
+            if holder.holds and not force:
+                raise HolderHasHolds(
+                    f"holder {name!r} still holds {holder.holds} hold(s) "
+                    f"({holder.held_pages} pages)",
+                    holder=name,
+                    holds=holder.holds,
+                )
+            dropped: list[tuple[ZoneHolds, Hold]] = []
+            if holder.holds:
+                for zh, entry in await entries_of(self.zones, holder):
                     dropped.append((zh, zh.snapshot(entry)))
                     zh.tree.erase(entry.head)
-        holder.holds = holder.held_pages = 0
-        self._drop(holder)
+            holder.holds = holder.held_pages = 0
+            self._drop(holder)
 
-        def undo() -> None:
-            if holder.name in self.holders:
-                return  # registered again meanwhile: that one wins
-            self.enrol(holder)
-            for zh, hold in dropped:
-                self.restore(zh, hold)
+            def undo() -> None:
+                if holder.name in self.holders:
+                    return  # registered again meanwhile: that one wins
+                self.enrol(holder)
+                for zh, hold in dropped:
+                    self.restore(zh, hold)
 
-        await self.durable(self.submit([unholder_op(holder)], undo))
+            pending = self.submit([unholder_op(holder)], undo)
+        await self.durable(pending)
         return len(dropped)
 
     # -- placing a hold ----------------------------------------------------------------
@@ -311,6 +333,7 @@ class Registry:
         holder = self.holder(holder_name)
         self.authorize(actor, holder, "hold pages")
         async with zh.lock.writer_lock:
+            self.check_enrolled(holder)  # removed while we waited for the lock?
             result = self.apply_set(zh, pfn, order, holder, overwrite, actor, self.new_stamp())
             pending = self.submit(set_ops(result), lambda: self.undo_set(zh, result))
         # The lock is free while the journal commits: concurrent changes share commits.
@@ -513,7 +536,7 @@ class Registry:
             entry = tree.load(pfn)
             if entry is None:
                 raise PageNotHeld(f"pfn {pfn} is not held", pfn=pfn)
-            key = (zh.zone.index, entry.head)
+            key = (zh.zone.index, entry.head, entry.stamp)
             task = self._releases.get(key)
             if task is None:
                 holder = entry.value
@@ -541,11 +564,13 @@ class Registry:
         # disconnect) must not cancel the call the others are waiting for.
         return await asyncio.shield(task)
 
-    def release_in_flight(self, zh: ZoneHolds, head: int) -> asyncio.Task[Released] | None:
-        """The single-page release running for the hold at ``head``, if any."""
-        return self._releases.get((zh.zone.index, head))
+    def release_in_flight(self, zh: ZoneHolds, entry: Entry) -> asyncio.Task[Released] | None:
+        """The single-page release running for the hold ``entry`` is, if any."""
+        return self._releases.get((zh.zone.index, entry.head, entry.stamp))
 
-    def _forget_release(self, key: tuple[int, int]) -> Callable[[asyncio.Task[Released]], None]:
+    def _forget_release(
+        self, key: tuple[int, int, int]
+    ) -> Callable[[asyncio.Task[Released]], None]:
         def forget(task: asyncio.Task[Released]) -> None:
             if self._releases.get(key) is task:
                 del self._releases[key]

@@ -122,9 +122,12 @@ class ZoneHolds:
 
     def mark_handler(self, holder: Holder, has_handler: bool) -> None:
         """Every hold of ``holder`` follows whether it has a release handler."""
-        tree = self.tree
         for entry in list(self.entries_of(holder)):
-            if has_handler:
-                tree.clear_mark(entry.head, NO_HANDLER)
-            else:
-                tree.set_mark(entry.head, NO_HANDLER)
+            self.mark_entry_handler(entry, has_handler)
+
+    def mark_entry_handler(self, entry: Entry, has_handler: bool) -> None:
+        """One hold follows whether its holder has a release handler. Cost: O(height)."""
+        if has_handler:
+            self.tree.clear_mark(entry.head, NO_HANDLER)
+        else:
+            self.tree.set_mark(entry.head, NO_HANDLER)

@@ -8,10 +8,13 @@ exactly the order memory saw them. It acknowledges a change only when the future
 
 Group commit: the writer thread takes every submission waiting in its queue, applies
 them all in one transaction and commits once, so N concurrent writers pay for one
-fsync, not N. A failed transaction is retried submission by submission so that one bad
-submission cannot fail the others; a submission that still fails gets
-``StorageUnavailable`` and its ``on_failure`` callback runs on the event loop (the
-registry's undo, which puts memory back the way the journal has it).
+fsync, not N. A failed transaction is retried submission by submission, in order, up
+to the first one that fails on its own: that one gets ``StorageUnavailable`` (and its
+``on_failure`` callback runs on the event loop), and so does every submission after it,
+untried, until the registry calls ``resume()``: they were made in memory on top of the
+failed one (``core.commits`` takes them all back, newest first). Whatever goes wrong in
+the writer (not only ``sqlite3.Error``) fails the group it was writing; the thread
+itself keeps going, so no later write waits forever.
 
 The ops are ``core.journal``'s typed values; each one is the row (or the key) its
 statement takes, so a run of ops of one type is one ``executemany``.
@@ -41,6 +44,8 @@ from pageholder.service.core.journal import (
     UnholderOp,
     UnholdOp,
 )
+from pageholder.service.storage.dirlock import DataDirLock
+from pageholder.service.storage.errors import StoreError as StoreError
 
 log = logging.getLogger("pageholder.store")
 
@@ -85,10 +90,6 @@ SQL: dict[type[Op], tuple[str, ...]] = {
 }
 
 
-class StoreError(Exception):
-    """The store cannot be opened (corrupt, newer schema, unreadable): refuse to start."""
-
-
 @dataclass(slots=True)
 class Snapshot:
     """Everything the store holds, as read at start."""
@@ -107,16 +108,24 @@ class _Submission:
 
 
 _STOP = object()
+_RESUME = object()  # the registry put memory back: later submissions may commit again
 
 
 class Store:
     """The SQLite journal of one data directory; see the module docstring."""
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, read_only: bool = False, lock: DataDirLock | None = None
+    ) -> None:
         self.path = path
         self.read_only = read_only
+        self._lock = lock or DataDirLock(None)
         self._queue: queue.SimpleQueue[_Submission | object] = queue.SimpleQueue()
-        self._db = _connect(path, read_only)
+        try:
+            self._db = _connect(path, read_only)
+        except BaseException:
+            self._lock.release()
+            raise
         self._thread: threading.Thread | None = None
         self.commits = 0  # transactions committed (group commit makes this < submissions)
 
@@ -131,19 +140,27 @@ class Store:
         if data_dir.is_dir() and not os.access(data_dir, os.W_OK):
             if not path.exists():
                 raise StoreError(f"{data_dir}: read-only, and it holds no pageholder database")
+            _check_wal_readable(path)
             log.warning("store %s: the data dir is read-only; changes will be refused", path)
             store = cls(path, read_only=True)
         else:
             data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # It holds every holder's webhook secret: readable by its owner only. SQLite
-            # gives its -wal and -shm files the database file's permissions.
-            path.touch(mode=0o600, exist_ok=True)
-            path.chmod(0o600)
-            store = cls(path)
+            # One server per data dir: a second one would overwrite the first's rows.
+            lock = DataDirLock.acquire(data_dir)
+            try:
+                # It holds every holder's webhook secret: readable by its owner only.
+                # SQLite gives its -wal and -shm files the database file's permissions.
+                path.touch(mode=0o600, exist_ok=True)
+                path.chmod(0o600)
+            except BaseException:
+                lock.release()
+                raise
+            store = cls(path, lock=lock)
         try:
             store._check_and_migrate()
         except BaseException:
             store._db.close()
+            store._lock.release()
             raise
         return store
 
@@ -200,10 +217,15 @@ class Store:
         self._queue.put(_Submission(ops, future, loop, on_failure))
         return future
 
+    def resume(self) -> None:
+        """Commit again after a failure: what is submitted from now on is tried."""
+        self._queue.put(_RESUME)
+
     def close_now(self) -> None:
         """Close a store whose writer never started (a refused start)."""
         assert self._thread is None
         self._db.close()
+        self._lock.release()
 
     async def close(self) -> None:
         """Finish what was submitted, stop the writer, close the database."""
@@ -212,46 +234,62 @@ class Store:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
         self._db.close()
+        self._lock.release()
 
     def _writer(self) -> None:
+        halted = False  # a submission failed: fail the later ones until _RESUME
+        carried: object = None
         while True:
-            first = self._queue.get()
-            if first is _STOP:
+            item = self._queue.get() if carried is None else carried
+            carried = None
+            if item is _STOP:
                 return
-            assert isinstance(first, _Submission)
-            group = [first]
-            stop = False
+            if item is _RESUME:
+                halted = False
+                continue
+            assert isinstance(item, _Submission)
+            if halted:
+                self._fail(item, _EARLIER_FAILED)
+                continue
+            group = [item]
             while len(group) < MAX_GROUP:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if more is _STOP:
-                    stop = True
+                if not isinstance(more, _Submission):
+                    carried = more  # _STOP or _RESUME: after this group
                     break
-                assert isinstance(more, _Submission)
                 group.append(more)
-            self._commit_group(group)
-            if stop:
-                return
+            try:
+                halted = not self._commit_group(group)
+            except Exception as exc:  # a bug, not the disk: fail the group, keep writing
+                log.exception("store %s: the writer failed", self.path)
+                for submission in group:
+                    self._fail(submission, exc)
+                halted = True
 
-    def _commit_group(self, group: list[_Submission]) -> None:
+    def _commit_group(self, group: list[_Submission]) -> bool:
+        """Commit ``group``; False if a submission failed (it and the later ones are failed)."""
         try:
             self._transaction([op for s in group for op in s.ops])
-        except sqlite3.Error as exc:
+        except Exception as exc:
             if len(group) == 1:
                 self._fail(group[0], exc)
-                return
-            for submission in group:  # one by one: only the bad ones fail
+                return False
+            for i, submission in enumerate(group):  # one by one: the ones before stand
                 try:
                     self._transaction(submission.ops)
-                except sqlite3.Error as single:
+                except Exception as single:
                     self._fail(submission, single)
-                else:
-                    _resolve(submission, None)
-            return
+                    for later in group[i + 1 :]:
+                        self._fail(later, _EARLIER_FAILED)
+                    return False
+                _resolve(submission, None)
+            return True
         for submission in group:
             _resolve(submission, None)
+        return True
 
     def _transaction(self, ops: Sequence[Op]) -> None:
         db = self._db
@@ -268,10 +306,14 @@ class Store:
                 db.execute("ROLLBACK")
             raise
 
-    def _fail(self, submission: _Submission, exc: sqlite3.Error) -> None:
-        log.error("store %s: commit failed: %s", self.path, exc)
+    def _fail(self, submission: _Submission, exc: Exception) -> None:
+        if exc is not _EARLIER_FAILED:
+            log.error("store %s: commit failed: %s", self.path, exc)
         error = StorageUnavailable(f"the change was not saved: {exc}")
         _resolve(submission, error)
+
+
+_EARLIER_FAILED = StorageUnavailable("an earlier change it depends on was not saved")
 
 
 def _resolve(submission: _Submission, error: StorageUnavailable | None) -> None:
@@ -290,11 +332,30 @@ def _resolve(submission: _Submission, error: StorageUnavailable | None) -> None:
         pass
 
 
+def _wal_has_changes(path: Path) -> bool:
+    wal = path.with_name(path.name + "-wal")
+    return wal.exists() and wal.stat().st_size > 0
+
+
+def _check_wal_readable(path: Path) -> None:
+    """Refuse a read-only data dir whose write-ahead log SQLite cannot read: serving the
+    database file without it would serve state from before the last changes."""
+    shm = path.with_name(path.name + "-shm")
+    if _wal_has_changes(path) and not shm.exists():
+        raise StoreError(
+            f"{path}: the data dir is read-only and its write-ahead log holds changes that "
+            "cannot be read without writing; mount it read-write once to recover them"
+        )
+
+
 def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
     try:
         if read_only:
-            # immutable: nothing can change it, so SQLite needs no -wal/-shm to read it.
-            uri = f"file:{quote(str(path))}?mode=ro&immutable=1"
+            # Changes a crash left in the write-ahead log are read from it (mode=ro reads
+            # the -wal through its -shm). Without a log, immutable: nothing can change the
+            # file, so SQLite needs no -shm either.
+            immutable = "" if _wal_has_changes(path) else "&immutable=1"
+            uri = f"file:{quote(str(path))}?mode=ro{immutable}"
             db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         else:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

@@ -61,7 +61,7 @@ async def test_ops_round_trip_and_group_commit(tmp_path: Path) -> None:
     assert snapshot.block_states == {7: "offline"}
 
 
-async def test_a_bad_submission_fails_alone(tmp_path: Path) -> None:
+async def test_a_bad_submission_fails_the_later_ones_until_resume(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     store.start()
     undone: list[str] = []
@@ -69,10 +69,38 @@ async def test_a_bad_submission_fails_alone(tmp_path: Path) -> None:
     bad = store.submit(
         [HoldOp(5, 0, "nobody", 1)], lambda: undone.append("bad")
     )  # no such holder
-    also_good = store.submit([HolderOp("gpu0", None, 10.0, "", 1.0, "h2", "s")])
+    # made on top of the bad one in memory: it must not land without it
+    later = store.submit([HolderOp("gpu0", None, 10.0, "", 1.0, "h2", "s")])
     await good
     with pytest.raises(StorageUnavailable):
         await bad
-    await also_good
+    with pytest.raises(StorageUnavailable, match="earlier change"):
+        await later
     assert undone == ["bad"]
+    store.resume()  # memory is back: commit again
+    await store.submit([HolderOp("gpu0", None, 10.0, "", 1.0, "h2", "s")])
+    await store.close()
+    reopened = Store.open(tmp_path)
+    names = [h[0] for h in reopened.load().holders]
+    reopened.close_now()
+    assert names == ["gpu0", "nic0"]
+
+
+async def test_the_writer_survives_an_exception_that_is_not_sqlites(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store.open(tmp_path)
+    store.start()
+    real = Store._transaction
+
+    def broken(self: Store, ops: object) -> None:
+        raise ValueError("a bug in a statement's parameters")
+
+    monkeypatch.setattr(Store, "_transaction", broken)
+    with pytest.raises(StorageUnavailable, match="a bug"):
+        await asyncio.wait_for(store.submit([HolderOp("nic0", None, 10.0, "", 1.0, "h", "s")]), 5)
+    monkeypatch.setattr(Store, "_transaction", real)
+    store.resume()
+    # the writer thread is alive: the next write commits instead of waiting forever
+    await asyncio.wait_for(store.submit([HolderOp("gpu0", None, 10.0, "", 1.0, "h2", "s")]), 5)
     await store.close()
