@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 
 from pageholder.service.api import console, docs, problems
 from pageholder.service.api.auth import TokenBook, load_admin_token
+from pageholder.service.api.fast import FastPages
 from pageholder.service.api.metrics import Metrics
 from pageholder.service.api.middleware import BodyLimit, CountRequests
 from pageholder.service.api.routes import batches, blocks, health, holders, pages, whoami, zones
@@ -140,6 +141,9 @@ def create_app(
     app.openapi = openapi  # type: ignore[method-assign]
     for module in (holders, pages, batches, zones, blocks, health, whoami):
         app.include_router(module.router)
+    # Innermost: the hot page routes answered ahead of FastAPI (fast.py), inside the
+    # body limit and the request metrics.
+    app.add_middleware(FastPages, routes=pages.router.routes)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(CountRequests, metrics=metrics)
     return app
