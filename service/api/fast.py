@@ -39,6 +39,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import APIRoute
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -115,7 +116,7 @@ def _principal(state: Any, scope: Scope) -> Principal:
     would refuse: the first Authorization header, ``Bearer <token>``."""
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
+            scheme, token = get_authorization_scheme_param(value.decode("latin-1"))
             if scheme.lower() != "bearer" or not token:
                 raise Fallback
             principal: Principal | None = state.tokens.resolve(token)

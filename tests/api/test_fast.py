@@ -143,6 +143,8 @@ CASES: list[tuple[str, str, str | None, dict[str, str], bytes | None]] = [
     ("GET", f"/v1/pages/{P}", f"Basic {ADMIN_TOKEN}", {}, None),
     ("GET", f"/v1/pages/{P}", f"bearer {ADMIN_TOKEN}", {}, None),
     ("GET", f"/v1/pages/{P}", "Bearer not-a-token", {}, None),
+    ("GET", f"/v1/pages/{P}", f"Bearer  {ADMIN_TOKEN} ", {}, None),
+    ("GET", f"/v1/pages/{P}", f"Bearer {ADMIN_TOKEN[:-1]}", {}, None),
     ("HEAD", f"/v1/pages/{P}", "admin", {}, None),
     ("POST", f"/v1/pages/{P}", "admin", {}, None),
     ("GET", f"/v1/pages/{P}/", "admin", {}, None),
