@@ -84,6 +84,11 @@ STOP_TIMEOUT_S = 20.0
 ETCD_PUTS_PER_TXN = 128  # etcd's default --max-txn-ops
 
 WORKLOADS = ("lookup", "range", "create", "txn", "trivial", "lookup_nolog")
+# The rotation's units: the access-log pair runs back to back (its order alternating), so
+# that the load of other jobs on the machine changes as little as possible between them.
+GROUPS = (("lookup", "lookup_nolog"), ("range",), ("create", "txn"), ("trivial",))
+ACCESS_LOG_REQUESTS = 5000
+ACCESS_LOG_REPEATS = 7
 
 
 # --- tools ---------------------------------------------------------------------------------
@@ -350,16 +355,15 @@ def measure(seconds: float, rounds: int) -> tuple[dict[str, list[WrkResult]], st
             load_pageholder(ph_url)
             load_pageholder(quiet_url)
             load_etcd(et_url)
-            create_runs = 0
+            fresh = {"create": 0, "txn": 0}  # runs so far: each run takes fresh keys
             created = {"create": 0, "txn": 0}
 
             def one(name: str, secs: float) -> WrkResult:
-                nonlocal create_runs
                 scripts: dict[str, Callable[[], tuple[str, str]]] = {
                     "lookup": lambda: (ph_url, PH_LOOKUP),
                     "range": lambda: (et_url, ETCD_RANGE),
-                    "create": lambda: (ph_url, ph_create(create_runs)),
-                    "txn": lambda: (et_url, etcd_txn(create_runs)),
+                    "create": lambda: (ph_url, ph_create(fresh["create"])),
+                    "txn": lambda: (et_url, etcd_txn(fresh["txn"])),
                     "trivial": lambda: (ph_url, TRIVIAL),
                     "lookup_nolog": lambda: (quiet_url, PH_LOOKUP),
                 }
@@ -371,14 +375,14 @@ def measure(seconds: float, rounds: int) -> tuple[dict[str, list[WrkResult]], st
                     if result.puts != result.requests:
                         raise RuntimeError(f"{name}: {result.puts} of {result.requests} created")
                     created[name] += result.puts
-                if name == "txn":
-                    create_runs += 1  # create and txn of one round use the same fresh keys
+                    fresh[name] += 1
                 return result
 
             for name in WORKLOADS:  # warm-up, not recorded
                 one(name, WARMUP_SECONDS)
             for r in range(rounds):
-                order = WORKLOADS[r % len(WORKLOADS) :] + WORKLOADS[: r % len(WORKLOADS)]
+                groups = GROUPS[r % len(GROUPS) :] + GROUPS[: r % len(GROUPS)]
+                order = [n for g in groups for n in (g if r % 2 == 0 else g[::-1])]
                 for name in order:
                     result = one(name, seconds)
                     runs[name].append(result)
@@ -389,12 +393,9 @@ def measure(seconds: float, rounds: int) -> tuple[dict[str, list[WrkResult]], st
                     )
             # Every acknowledged create is there; beyond them at most the requests in
             # flight when wrk stopped (one per connection and run).
-            in_flight = CONNECTIONS * create_runs
-            for have, made in (
-                (pageholder_holds(ph_url), created["create"]),
-                (etcd_keys(et_url), created["txn"]),
-            ):
-                assert 0 <= have - HELD - made <= in_flight, (have, HELD, made, in_flight)
+            for name, have in (("create", pageholder_holds(ph_url)), ("txn", etcd_keys(et_url))):
+                extra = have - HELD - created[name]
+                assert 0 <= extra <= CONNECTIONS * fresh[name], (name, have, created, fresh)
         version = subprocess.run(
             ["etcd", "--version"], capture_output=True, text=True, timeout=30
         ).stdout.splitlines()[0]
@@ -402,7 +403,51 @@ def measure(seconds: float, rounds: int) -> tuple[dict[str, list[WrkResult]], st
     return runs, version
 
 
-def rows_of(runs: dict[str, list[WrkResult]]) -> list[Row]:
+def access_log_cost() -> tuple[float, float]:
+    """µs per lookup through the app in-process (ASGI calls, no sockets), without and with
+    ``AccessLog`` writing to a file: best of ACCESS_LOG_REPEATS alternating runs each."""
+    import asyncio
+
+    from pageholder.service.api.access_log import AccessLog
+    from pageholder.service.api.app import create_app
+    from pageholder.service.settings import Settings
+
+    async def run() -> tuple[float, float]:
+        app = create_app(Settings(data_dir=":memory:", admin_token=TOKEN))
+        auth = (b"authorization", f"Bearer {TOKEN}".encode())
+        with tempfile.TemporaryFile("w") as out:
+            logged = AccessLog(app, out, colors=False)
+            async with app.router.lifespan_context(app):
+
+                async def receive() -> dict[str, object]:
+                    return {"type": "http.request", "body": b"", "more_body": False}
+
+                async def send(message: object) -> None:
+                    pass
+
+                best = {"plain": float("inf"), "logged": float("inf")}
+                for _ in range(ACCESS_LOG_REPEATS):
+                    for name, asgi in (("plain", app), ("logged", logged)):
+                        began = time.perf_counter()
+                        for i in range(ACCESS_LOG_REQUESTS):
+                            path = f"/v1/pages/{NORMAL_START + i % LOOKUP_SPAN}"
+                            scope = {
+                                "type": "http", "asgi": {"version": "3.0"},
+                                "http_version": "1.1", "method": "GET", "scheme": "http",
+                                "path": path, "raw_path": path.encode(), "query_string": b"",
+                                "root_path": "", "headers": [(b"host", b"x"), auth],
+                                "client": (HOST, 1), "server": (HOST, 2), "state": {},
+                            }  # fmt: skip
+                            await asgi(scope, receive, send)  # type: ignore[arg-type]
+                        took = (time.perf_counter() - began) / ACCESS_LOG_REQUESTS * 1e6
+                        best[name] = min(best[name], took)
+                logged.flush()
+        return best["plain"], best["logged"]
+
+    return asyncio.run(run())
+
+
+def rows_of(runs: dict[str, list[WrkResult]], cost: tuple[float, float]) -> list[Row]:
     def rate(name: str) -> float:
         return statistics.median(r.rps for r in runs[name])
 
@@ -446,7 +491,24 @@ def rows_of(runs: dict[str, list[WrkResult]]) -> list[Row]:
             ratio("lookup", "lookup_nolog"),
             0.9,
         ),
+        ratio_row(
+            "the same in-process: µs per lookup (ASGI calls, no sockets) with `AccessLog`"
+            " vs without",
+            f"{cost[1]:.1f} µs",
+            f"{cost[0]:.1f} µs (no access log)",
+            cost[0] / cost[1],
+            0.9,
+        ),
     ]
+
+
+def per_round(runs: dict[str, list[WrkResult]]) -> str:
+    lines = ["| workload | " + " | ".join(f"round {i + 1}" for i in range(len(runs["lookup"])))]
+    lines[0] += " |"
+    lines.append("| --- |" + " ---: |" * len(runs["lookup"]))
+    for name in WORKLOADS:
+        lines.append(f"| {name} | " + " | ".join(fmt_rate(r.rps) for r in runs[name]) + " |")
+    return "\n".join(lines)
 
 
 def section(
@@ -477,9 +539,11 @@ def main() -> None:
     began = time.perf_counter()
     before = os.getloadavg()
     runs, version = measure(seconds, rounds)
+    cost = access_log_cost()
     after = os.getloadavg()
     load = f"{before[0]:.2f} before, {after[0]:.2f} after (1-min)"
-    text = section(rows_of(runs), time.perf_counter() - began, seconds, rounds, version, load)
+    text = section(rows_of(runs, cost), time.perf_counter() - began, seconds, rounds, version, load)
+    text += f"\nRates per round:\n\n{per_round(runs)}\n"
     print(text)
     print(json.dumps({k: [round(r.rps) for r in v] for k, v in runs.items()}))
     if not quick:

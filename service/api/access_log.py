@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any, TextIO, cast
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,6 +26,9 @@ from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 FLUSH_AFTER_S = 0.05
 #: Lines past which the buffer is written at once.
 MAX_LINES = 1024
+#: Paths that uvicorn's ``urllib.parse.quote(path)`` leaves as they are (its always-safe
+#: characters and "/"): most of them, logged without the call.
+SAFE_PATH = re.compile(r"[A-Za-z0-9_.~/-]*")
 #: uvicorn's log levels at which its access log (an INFO logger) writes.
 LOGGING_LEVELS = ("trace", "debug", "info")
 
@@ -77,9 +81,10 @@ class AccessLog:
         phrase = self.statuses.get(status)
         if phrase is None:
             phrase = self.statuses[status] = self.formatter.get_status_code(status)
-        request_line = (
-            f"{scope['method']} {get_path_with_query_string(http)} HTTP/{scope['http_version']}"
-        )
+        path = scope["path"]
+        if scope["query_string"] or not SAFE_PATH.fullmatch(path):
+            path = get_path_with_query_string(http)  # quoting, as uvicorn logs it
+        request_line = f"{scope['method']} {path} HTTP/{scope['http_version']}"
         if self.formatter.use_colors:
             request_line = ansi_style(request_line, bold=True)
         return f'{self.prefix}{get_client_addr(http)} - "{request_line}" {phrase}\n'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import urllib.parse
 
 import pytest
 from starlette.types import Message, Receive, Scope, Send
@@ -29,7 +30,7 @@ def http_scope(path: str, query: bytes = b"", client: tuple[str, int] | None = N
 def uvicorn_line(scope: Scope, status: int, colors: bool) -> str:
     """What uvicorn's access logger writes: its formatter, its default format, its args."""
     client = scope["client"]
-    path = scope["path"].replace(" ", "%20") + (
+    path = urllib.parse.quote(scope["path"]) + (
         f"?{scope['query_string'].decode()}" if scope["query_string"] else ""
     )
     record = logging.LogRecord(
@@ -51,6 +52,8 @@ def uvicorn_line(scope: Scope, status: int, colors: bool) -> str:
         (http_scope("/v1/pages/1048576", client=("127.0.0.1", 51234)), 200),
         (http_scope("/v1/pages", b"start=1&limit=5", ("::1", 8)), 422),
         (http_scope("/with space", client=("10.0.0.1", 1)), 404),
+        (http_scope("/ümlaut/%41;x=1", client=("10.0.0.1", 1)), 404),
+        (http_scope("/A-z_0.9~/", client=("10.0.0.1", 1)), 404),
         (http_scope("/healthz"), 599),  # no client, no phrase
         (http_scope("/v1/holders", client=("127.0.0.1", 2)), 201),
         (http_scope("/x", client=("127.0.0.1", 3)), 503),
