@@ -592,7 +592,7 @@ def section(
 ) -> str:
     return (
         header(SECTION, COMMAND, seconds, extra=f"; wrk {THREADS} thread, {CONNECTIONS} conns")
-        + f"`pageholder serve` (installed console script, default logging: uvicorn's access"
+        + f"`pageholder serve` (installed console script, default logging: the access"
         " log to stdout, redirected to a file; durable SQLite data dir in a temp dir; admin"
         f" token from the environment) against {version} from Debian (`etcd-server`, one"
         " member, temp data dir, loopback, its JSON gateway; no auth, as etcd ships)."
