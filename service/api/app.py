@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from pageholder.service.api import console, docs, problems
 from pageholder.service.api.auth import TokenBook, load_admin_token
 from pageholder.service.api.authfirst import AuthFirst
+from pageholder.service.api.fast import FastPages
 from pageholder.service.api.metrics import Metrics
 from pageholder.service.api.middleware import BodyLimit, CountRequests
 from pageholder.service.api.routes import batches, blocks, health, holders, pages, whoami, zones
@@ -141,7 +142,10 @@ def create_app(
     app.openapi = openapi  # type: ignore[method-assign]
     for module in (holders, pages, batches, zones, blocks, health, whoami):
         app.include_router(module.router)
-    app.add_middleware(AuthFirst)  # innermost of these: after the size limit, before routes
+    # Innermost: the hot page routes answered ahead of FastAPI (fast.py), inside the
+    # body limit, auth-before-body and the request metrics.
+    app.add_middleware(FastPages, routes=pages.router.routes)
+    app.add_middleware(AuthFirst)  # after the size limit, before any body is read
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(CountRequests, metrics=metrics)
     return app
