@@ -124,3 +124,14 @@ def test_unknown_codes_fall_back_by_status() -> None:
     assert exception_for_code(None) is PageHolderError
     assert issubclass(PageHolderError, ClientError) and issubclass(TransportError, ClientError)
     assert not issubclass(TransportError, PageHolderError)
+
+
+def test_methods_are_named_as_users_say_and_old_names_still_work() -> None:
+    """``owner``/``offline``/``online`` as the CLI says them; the earlier names stay."""
+    for cls in (client.PageHolderClient, client.AsyncPageHolderClient):
+        for new, old in (
+            ("owner", "get_page"),
+            ("offline", "offline_block"),
+            ("online", "online_block"),
+        ):
+            assert getattr(cls, old) is getattr(cls, new), (cls.__name__, old)
