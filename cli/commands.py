@@ -30,10 +30,8 @@ from pageholder.client import (
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-Pfn = Annotated[int, typer.Argument(metavar="PFN", help="A page frame number.", min=0)]
-BlockIds = Annotated[
-    list[int], typer.Argument(metavar="BLOCK", help="Memory block numbers.", min=0)
-]
+Pfn = Annotated[int, typer.Argument(metavar="PFN", help="A page frame number.")]
+BlockIds = Annotated[list[int], typer.Argument(metavar="BLOCK", help="Memory block numbers.")]
 
 
 def hold(
@@ -57,7 +55,7 @@ def hold(
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Hold 2**order pages from PFN (page_set_hold)."""
+    """Hold pages from PFN, 2**N of them with --order N (page_set_hold)."""
     with connect(url, token) as client:
         result = client.hold(pfn, holder=holder, order=order, overwrite=overwrite)
     if as_json:
