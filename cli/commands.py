@@ -287,6 +287,7 @@ def wait(
     ] = 60.0,
     url: Url = DEFAULT_URL,
     token: Token = None,
+    as_json: AsJson = False,
 ) -> None:
     """Wait until the registry answers and every --holder holds pages (for scripts)."""
     deadline = time.monotonic() + timeout
@@ -297,7 +298,10 @@ def wait(
                 ready = {h.name for h in client.list_holders() if h.holds > 0}
             missing = set(holder) - ready
             if not missing:
-                say(f"ready: {', '.join(sorted(holder))}")
+                if as_json:
+                    emit({"ready": sorted(holder)})
+                else:
+                    say(f"ready: {', '.join(sorted(holder))}")
                 return
         except ClientError:
             pass

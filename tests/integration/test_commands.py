@@ -217,6 +217,7 @@ def test_every_client_command_takes_json_with_the_apis_times(server: Server) -> 
         "blocks": ["blocks", "--held"],
         "offline": ["offline", "53"],
         "online": ["online", "53"],
+        "wait": ["wait", "--holder", "json0", "--timeout", "5"],
         "unset": ["unset", pfn],
     }
     answers = {}
@@ -231,6 +232,7 @@ def test_every_client_command_takes_json_with_the_apis_times(server: Server) -> 
     assert all(ISO_TIME.fullmatch(h["created"]) for h in answers["holders"])
     assert answers["online"][0] == {**answers["online"][0], "id": 53, "state": "online"}
     assert answers["unset"] == {"result": "unset", "pfn": int(pfn)}
+    assert answers["wait"] == {"ready": ["json0"]}
 
 
 def test_a_refusal_is_one_line_with_its_code(server: Server) -> None:
