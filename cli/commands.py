@@ -1,21 +1,23 @@
-"""Terminal commands for people: ``pageholder holders|hold|unset|owner|release|zones|
-blocks|offline|online``. Human tables by default, ``--json`` for scripts; a server's
-refusal is one line on stderr and a non-zero exit, never a traceback."""
+"""Terminal commands for people: ``pageholder hold|unset|owner|release|zones|blocks|
+offline|online|wait`` (holders: ``holders.py``). Human tables by default, ``--json``
+for scripts; a server's refusal is one line on stderr and a non-zero exit, never a
+traceback.
+
+Nothing here imports the server: a client command starts without FastAPI.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.text import Text
 
-from pageholder.cli.console import client_errors, err, out
+from pageholder.cli import holders as holder_commands
+from pageholder.cli.console import emit, err, fail, iso, say, table
+from pageholder.cli.options import DEFAULT_URL, AsJson, Token, Url, connect
+from pageholder.cli.untrusted import shown
 from pageholder.client import (
     Block,
     ClientError,
@@ -25,122 +27,79 @@ from pageholder.client import (
     PageHolderError,
 )
 
-Url = Annotated[
-    str, typer.Option("--url", envvar="PAGEHOLDER_URL", help="registry URL", show_default=True)
-]
-Token = Annotated[
-    str | None, typer.Option("--token", envvar="PAGEHOLDER_TOKEN", help="bearer token")
-]
-AsJson = Annotated[bool, typer.Option("--json", help="print JSON for scripts")]
-DEFAULT_URL = "http://127.0.0.1:8000"
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
-
-@contextmanager
-def connect(url: str, token: str | None) -> Iterator[PageHolderClient]:
-    """A client whose errors become one line on stderr and exit code 1."""
-    with client_errors(url), PageHolderClient(url, token) as client:
-        yield client
-
-
-def emit(data: Any) -> None:
-    def plain(value: Any) -> Any:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return dataclasses.asdict(value)
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-
-    out.print_json(json.dumps(plain(data), default=str))
-
-
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    view = Table(title=title, title_justify="left")
-    for column in columns:
-        view.add_column(column, overflow="fold")
-    for row in rows:
-        view.add_row(*("" if v is None else str(v) for v in row))
-    out.print(view)
-
-
-def holders(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
-    """List holders with what each holds."""
-    with connect(url, token) as client:
-        items = client.list_holders()
-    if as_json:
-        emit(items)
-        return
-    table(
-        "holders",
-        ["name", "release_url", "timeout_s", "holds", "held_pages", "last_error"],
-        [
-            (
-                h.name,
-                h.release_url or ("(hidden)" if h.has_release_handler else "(no handler)"),
-                h.timeout_s,
-                h.holds,
-                h.held_pages,
-                h.last_error,
-            )
-            for h in items
-        ],
-    )
+Pfn = Annotated[int, typer.Argument(metavar="PFN", help="A page frame number.")]
+BlockIds = Annotated[list[int], typer.Argument(metavar="BLOCK", help="Memory block numbers.")]
 
 
 def hold(
-    pfn: int,
-    holder: Annotated[str | None, typer.Option(help="whose hold (the admin must say)")] = None,
-    order: Annotated[int, typer.Option(help="hold 2**order pages")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="replace another hold (admin)")] = False,
+    pfn: Pfn,
+    holder: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="The holder to hold for. A holder's token holds for itself; "
+            "the admin token must name one.",
+        ),
+    ] = None,
+    order: Annotated[
+        int, typer.Option(metavar="N", help="Hold 2**N pages from PFN (PFN aligned to them).")
+    ] = 0,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace holds of other holders (admin only)."),
+    ] = False,
     url: Url = DEFAULT_URL,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Hold 2**order pages from PFN."""
+    """Hold pages from PFN, 2**N of them with --order N (page_set_hold)."""
     with connect(url, token) as client:
         result = client.hold(pfn, holder=holder, order=order, overwrite=overwrite)
     if as_json:
         emit(result)
         return
     previous = f" (was {result.previous})" if result.previous else ""
-    out.print(
-        f"{result.result}: pfn {result.pfn} order {result.order} -> {result.holder}{previous}"
-    )
+    say(f"{result.result}: pfn {result.pfn} order {result.order} -> {result.holder}{previous}")
 
 
-def unset(pfn: int, url: Url = DEFAULT_URL, token: Token = None) -> None:
-    """Drop the hold whose head is PFN."""
+def unset(pfn: Pfn, url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
+    """Drop the hold whose head is PFN (page_unset_hold)."""
     with connect(url, token) as client:
         client.unset(pfn)
-    out.print(f"unset: pfn {pfn}")
+    if as_json:
+        emit({"result": "unset", "pfn": pfn})
+        return
+    say(f"unset: pfn {pfn}")
 
 
-def owner(pfn: int, url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
+def owner(pfn: Pfn, url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
     """Who holds PFN (page_owner)."""
     with connect(url, token) as client:
-        page = client.get_page(pfn)
+        page = client.owner(pfn)
     if as_json:
         emit(page)
         return
     where = f"zone {page.zone}, block {page.block}"
     if not page.held:
-        out.print(f"pfn {pfn} is free ({where})")
+        say(f"pfn {pfn} is free ({where})")
         return
-    out.print(
+    say(
         f"pfn {pfn} is held by {page.holder} ({page.state}; order-{page.order} hold at pfn "
-        f"{page.head_pfn} since {page.since}; {where})"
+        f"{page.head_pfn} since {iso(page.since)}; {where})"
     )
 
 
-def release(pfn: int, url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
-    """Ask PFN's holder to release it through its webhook."""
+def release(pfn: Pfn, url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
+    """Ask PFN's holder to give its hold back through its release webhook (admin)."""
     with connect(url, token) as client:
         released = client.release(pfn)
     if as_json:
         emit(released)
         return
-    out.print(
+    say(
         f"released: order-{released.order} hold at pfn {released.pfn} by {released.holder} "
         f"({released.webhook_calls} webhook call(s))"
     )
@@ -164,9 +123,14 @@ def zones(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) 
 
 
 def blocks(
-    state: Annotated[str | None, typer.Option(help="online | going_offline | offline")] = None,
-    zone: Annotated[str | None, typer.Option(help='e.g. "0/Normal"')] = None,
-    held: Annotated[bool, typer.Option("--held", help="only blocks with holds")] = False,
+    state: Annotated[
+        str | None,
+        typer.Option(metavar="STATE", help="Only blocks in STATE: online, going_offline, offline."),
+    ] = None,
+    zone: Annotated[
+        str | None, typer.Option(metavar="ZONE", help='Only blocks of ZONE, e.g. "0/Normal".')
+    ] = None,
+    held: Annotated[bool, typer.Option("--held", help="Only blocks with holds.")] = False,
     url: Url = DEFAULT_URL,
     token: Token = None,
     as_json: AsJson = False,
@@ -185,65 +149,90 @@ def blocks(
 
 
 def _block_row(b: Block) -> tuple[Any, ...]:
-    removable = "yes" if b.removable else "[red]no[/red]"
+    removable = "yes" if b.removable else Text("no", style="red")
     zone = b.zone if len(b.zones) == 1 else "+".join(b.zones) + " (multizone)"
     return (b.id, b.start_pfn, zone, b.state, b.held_pages, b.holds, removable)
 
 
 def offline(
-    block_ids: Annotated[list[int], typer.Argument(metavar="BLOCK...", help="memory blocks")],
-    deadline: Annotated[float, typer.Option(help="seconds each offline may take")] = 30.0,
+    block_ids: BlockIds,
+    deadline: Annotated[
+        float, typer.Option(metavar="SECONDS", help="How long each offline may take.")
+    ] = 30.0,
     expect: Annotated[
-        str, typer.Option(help="the state every block must end in for exit 0: offline | online")
+        str,
+        typer.Option(
+            metavar="STATE",
+            help="The state every block must end in for exit 0: offline, or online to "
+            "check that an offline is refused.",
+        ),
     ] = "offline",
     url: Url = DEFAULT_URL,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
     """Take memory blocks offline (hot-remove), one after the other, with a table of what
-    refused and why. Exit 1 unless every block ends as --expect says (by default:
-    offline; `--expect online` checks that an offline is refused)."""
+    refused and why. Exit 1 unless every block ends as --expect says; a block the
+    registry refuses outright (no such block, not online) is one line on stderr."""
     if expect not in ("offline", "online"):
-        err.print(f"[red]error:[/red] --expect must be offline or online, not {expect!r}")
-        raise typer.Exit(2)
+        raise fail(f"--expect must be offline or online, not {expect!r}")
     reports: list[OfflineReport] = []
-    errors: list[tuple[int, str]] = []
+    errors: list[tuple[int, PageHolderError]] = []
     with connect(url, token) as client, _progress(as_json) as progress:
         task = progress.add_task("offlining", total=len(block_ids))
         for block_id in block_ids:
             progress.update(task, description=f"block {block_id}")
             try:
-                reports.append(client.offline_block(block_id, deadline_s=deadline))
+                reports.append(client.offline(block_id, deadline_s=deadline))
             except OfflineFailed as exc:
                 if exc.report is None:
-                    errors.append((block_id, exc.detail))
+                    errors.append((block_id, exc))
                 else:
                     reports.append(exc.report)
             except PageHolderError as exc:
-                errors.append((block_id, f"{exc.detail} ({exc.code})"))
+                errors.append((block_id, exc))
             progress.advance(task)
+    for block_id, refusal in errors:
+        err.print(f"[red]error:[/red] {shown(url)}: block {block_id}: {_refusal(refusal)}")
     failed = bool(errors) or any(r.state != expect for r in reports)
     if as_json:
-        emit({"reports": reports, "errors": [{"block": b, "error": e} for b, e in errors]})
-    else:
-        _print_reports(reports, errors)
+        emit(
+            {
+                "reports": reports,
+                "errors": [{"block": b, "code": e.code, "error": e.detail} for b, e in errors],
+            }
+        )
+    elif reports:
+        _print_reports(reports)
     if failed:
         raise typer.Exit(1)
 
 
+def _refusal(exc: PageHolderError) -> str:
+    return shown(f"{exc.detail} ({exc.code})")
+
+
 def _progress(quiet: bool) -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
-        disable=quiet,
+        disable=quiet or not err.is_terminal,
         transient=True,
     )
 
 
-def _print_reports(reports: list[OfflineReport], errors: list[tuple[int, str]]) -> None:
+def _print_reports(reports: list[OfflineReport]) -> None:
     table(
         "offline",
         ["block", "state", "released_holds", "released_pages", "webhook_calls", "ms", "failures"],
@@ -258,8 +247,7 @@ def _print_reports(reports: list[OfflineReport], errors: list[tuple[int, str]]) 
                 len(r.failures),
             )
             for r in reports
-        ]
-        + [(block, "refused", "", "", "", "", error) for block, error in errors],
+        ],
     )
     failures = [(r.block, f) for r in reports for f in r.failures]
     if failures:
@@ -271,24 +259,35 @@ def _print_reports(reports: list[OfflineReport], errors: list[tuple[int, str]]) 
 
 
 def online(
-    block_ids: Annotated[list[int], typer.Argument(metavar="BLOCK...", help="memory blocks")],
-    url: Url = DEFAULT_URL,
-    token: Token = None,
+    block_ids: BlockIds, url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False
 ) -> None:
     """Bring offline memory blocks back online."""
+    done: list[Block] = []
     with connect(url, token) as client:
         for block_id in block_ids:
-            block = client.online_block(block_id)
-            out.print(f"block {block.id}: {block.state}")
+            block = client.online(block_id)
+            done.append(block)
+            if not as_json:
+                say(f"block {block.id}: {block.state}")
+    if as_json:
+        emit(done)
 
 
 def wait(
     holder: Annotated[
-        list[str], typer.Option("--holder", help="a holder that must be registered and hold pages")
+        list[str],
+        typer.Option(
+            "--holder",
+            metavar="NAME",
+            help="A holder that must be registered and hold pages (repeatable).",
+        ),
     ],
-    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 60.0,
+    timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Give up after this many seconds.")
+    ] = 60.0,
     url: Url = DEFAULT_URL,
     token: Token = None,
+    as_json: AsJson = False,
 ) -> None:
     """Wait until the registry answers and every --holder holds pages (for scripts)."""
     deadline = time.monotonic() + timeout
@@ -299,17 +298,20 @@ def wait(
                 ready = {h.name for h in client.list_holders() if h.holds > 0}
             missing = set(holder) - ready
             if not missing:
-                out.print(f"ready: {', '.join(sorted(holder))}")
+                if as_json:
+                    emit({"ready": sorted(holder)})
+                else:
+                    say(f"ready: {', '.join(sorted(holder))}")
                 return
         except ClientError:
             pass
         if time.monotonic() > deadline:
             waiting = ", ".join(sorted(missing)) or "the registry"
-            err.print(f"[red]error:[/red] {url}: still waiting for {waiting} after {timeout:g} s")
-            raise typer.Exit(1)
+            raise fail(f"{url}: still waiting for {waiting} after {timeout:g} s", 1)
         time.sleep(0.5)
 
 
 def register(cli: typer.Typer) -> None:
-    for command in (holders, hold, unset, owner, release, zones, blocks, offline, online, wait):
+    holder_commands.register(cli)
+    for command in (hold, unset, owner, release, zones, blocks, offline, online, wait):
         cli.command()(command)

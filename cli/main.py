@@ -4,7 +4,6 @@ and the simulator and demo."""
 from __future__ import annotations
 
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
 import typer
@@ -17,10 +16,14 @@ cli = typer.Typer(
     add_completion=False,
     help="pageholder: a networked page-holder registry.",
     pretty_exceptions_enable=False,
+    # Plain help: options show their metavars (--url URL), not rich's type column.
+    rich_markup_mode=None,
 )
 
 
 def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # slow to import: on demand
+
     try:
         return version("pageholder")
     except PackageNotFoundError:  # run from a source tree that was never installed

@@ -21,15 +21,21 @@ out = Console(highlight=False, soft_wrap=True)
 
 
 def serve(
-    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
-    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    host: Annotated[
+        str | None, typer.Option(metavar="HOST", help="The address to listen on.")
+    ] = None,
+    port: Annotated[int | None, typer.Option(metavar="PORT", help="The port to listen on.")] = None,
     layout: Annotated[
-        str | None, typer.Option(help="memory layout: default, host, or a TOML file")
+        str | None,
+        typer.Option(metavar="LAYOUT", help="The memory layout: default, host, or a TOML file."),
     ] = None,
     data_dir: Annotated[
-        str | None, typer.Option(help="where state is kept; :memory: keeps nothing")
+        str | None,
+        typer.Option(metavar="DIR", help="Where state is kept; :memory: keeps nothing."),
     ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    log_level: Annotated[
+        str, typer.Option(metavar="LEVEL", help="The uvicorn log level.")
+    ] = "info",
 ) -> None:
     """Run the registry (one process owns the state)."""
     import uvicorn

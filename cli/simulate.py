@@ -8,48 +8,69 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pageholder.cli.console import client_errors, fail
-from pageholder.client import AsyncPageHolderClient
-from pageholder.sim.behaviours import log
-from pageholder.sim.fleet import SimulatedFleet
-from pageholder.sim.scenario import Scenario, ScenarioError
+
+if TYPE_CHECKING:
+    from pageholder.sim.scenario import Scenario
 
 
 def simulate(
     registry: Annotated[
-        str, typer.Option("--registry", envvar="PAGEHOLDER_URL", help="registry URL")
+        str,
+        typer.Option(
+            "--url",
+            "--registry",
+            envvar="PAGEHOLDER_URL",
+            metavar="URL",
+            help="The registry the subsystems register with.",
+        ),
     ],
     token: Annotated[
         str | None,
-        typer.Option("--token", envvar="PAGEHOLDER_TOKEN", help="the registry's admin token"),
+        typer.Option(
+            "--token",
+            envvar="PAGEHOLDER_TOKEN",
+            metavar="TOKEN",
+            help="The registry's admin token (the subsystems register themselves).",
+        ),
     ] = None,
     scenario_file: Annotated[
-        Path | None, typer.Option("--scenario", help="a TOML scenario file", dir_okay=False)
+        Path | None,
+        typer.Option("--scenario", metavar="FILE", help="A TOML scenario file.", dir_okay=False),
     ] = None,
     subsystem: Annotated[
         list[str] | None,
         typer.Option(
             "--subsystem",
-            help="name:behaviour:pattern:count:blocks[:key=value...], "
-            "e.g. nic0:cooperative:scattered:64:40-41 (repeatable)",
+            metavar="SPEC",
+            help="One subsystem, name:behaviour:pattern:count:blocks[:key=value...], "
+            "e.g. nic0:cooperative:scattered:64:40-41 (repeatable).",
         ),
     ] = None,
     listen_host: Annotated[
-        str, typer.Option(help="address the release handlers listen on")
+        str,
+        typer.Option(metavar="HOST", help="The address the release handlers listen on."),
     ] = "127.0.0.1",
     advertise_host: Annotated[
         str | None,
-        typer.Option(help="host put in the release URLs (default: --listen-host)"),
+        typer.Option(
+            metavar="HOST",
+            help="The host put in the release URLs (default: --listen-host).",
+        ),
     ] = None,
     duration: Annotated[
-        float | None, typer.Option(help="stop after this many seconds (default: on a signal)")
+        float | None,
+        typer.Option(
+            metavar="SECONDS", help="Stop after this many seconds (default: on a signal)."
+        ),
     ] = None,
     cleanup: Annotated[
-        bool, typer.Option("--cleanup", help="delete the holders (and their holds) on exit")
+        bool,
+        typer.Option("--cleanup", help="Delete the holders (and their holds) on exit."),
     ] = False,
 ) -> None:
     """Simulated subsystems: real release handlers on local ports that register as
@@ -57,6 +78,10 @@ def simulate(
 
     A holder that exists already (a restart) is deleted with its holds and registered
     anew: its webhook secret is shown only when it is created."""
+    # The simulator loads only when it runs: other commands start without it.
+    from pageholder.sim.behaviours import log
+    from pageholder.sim.scenario import Scenario, ScenarioError
+
     try:
         if (scenario_file is None) == (not subsystem):
             raise ScenarioError("give --scenario FILE or --subsystem SPEC..., one of the two")
@@ -92,6 +117,10 @@ async def _run(
     duration: float | None,
     cleanup: bool,
 ) -> int:
+    from pageholder.client import AsyncPageHolderClient
+    from pageholder.sim.behaviours import log
+    from pageholder.sim.fleet import SimulatedFleet
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

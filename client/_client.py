@@ -135,7 +135,7 @@ class PageHolderClient(BaseClient):
 
     # -- pages ----------------------------------------------------------------------------
 
-    def get_page(self, pfn: int) -> PageInfo:
+    def owner(self, pfn: int) -> PageInfo:
         """Who holds ``pfn`` (the RFC's ``page_owner``)."""
         return self._send(self._get_page(pfn))
 
@@ -244,11 +244,11 @@ class PageHolderClient(BaseClient):
     def get_block(self, block_id: int) -> Block:
         return self._send(self._get_block(block_id))
 
-    def offline_block(self, block_id: int, deadline_s: float = 30.0) -> OfflineReport:
+    def offline(self, block_id: int, deadline_s: float = 30.0) -> OfflineReport:
         """Take a block offline (admin); ``OfflineFailed`` (with ``.report``) if it stays."""
         return self._send(self._offline_block(block_id, deadline_s))
 
-    def online_block(self, block_id: int) -> Block:
+    def online(self, block_id: int) -> Block:
         """Bring an offline block back online (admin)."""
         return self._send(self._online_block(block_id))
 
@@ -268,6 +268,12 @@ class PageHolderClient(BaseClient):
     def metrics(self) -> str:
         """The Prometheus metrics text (admin, unless the server opens it)."""
         return self._send(self._metrics())
+
+    # -- the names of earlier versions ------------------------------------------------------
+
+    get_page = owner
+    offline_block = offline
+    online_block = online
 
 
 class AsyncPageHolderClient(BaseClient):
@@ -358,7 +364,7 @@ class AsyncPageHolderClient(BaseClient):
 
     # -- pages ----------------------------------------------------------------------------
 
-    async def get_page(self, pfn: int) -> PageInfo:
+    async def owner(self, pfn: int) -> PageInfo:
         """Who holds ``pfn`` (the RFC's ``page_owner``)."""
         return await self._send(self._get_page(pfn))
 
@@ -469,11 +475,11 @@ class AsyncPageHolderClient(BaseClient):
     async def get_block(self, block_id: int) -> Block:
         return await self._send(self._get_block(block_id))
 
-    async def offline_block(self, block_id: int, deadline_s: float = 30.0) -> OfflineReport:
+    async def offline(self, block_id: int, deadline_s: float = 30.0) -> OfflineReport:
         """Take a block offline (admin); ``OfflineFailed`` (with ``.report``) if it stays."""
         return await self._send(self._offline_block(block_id, deadline_s))
 
-    async def online_block(self, block_id: int) -> Block:
+    async def online(self, block_id: int) -> Block:
         """Bring an offline block back online (admin)."""
         return await self._send(self._online_block(block_id))
 
@@ -493,3 +499,9 @@ class AsyncPageHolderClient(BaseClient):
     async def metrics(self) -> str:
         """The Prometheus metrics text (admin, unless the server opens it)."""
         return await self._send(self._metrics())
+
+    # -- the names of earlier versions ------------------------------------------------------
+
+    get_page = owner
+    offline_block = offline
+    online_block = online

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import TypeAdapter
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 __all__ = [
     "BatchResult",
@@ -43,6 +44,10 @@ def parse(cls: type[T], data: Any) -> T:
     """``data`` (decoded JSON) as a ``cls``; ``ValueError`` if it does not fit."""
     adapter = _ADAPTERS.get(cls)
     if adapter is None:
+        # pydantic is imported on the first answer, not with the client: a command that
+        # only prints its help starts without it.
+        from pydantic import TypeAdapter
+
         adapter = _ADAPTERS[cls] = TypeAdapter(cls)
     parsed: T = adapter.validate_python(data)
     return parsed

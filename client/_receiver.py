@@ -55,10 +55,12 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-import uvicorn
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -435,12 +437,20 @@ def _is_count(value: object) -> bool:
 # --- serving it alone ------------------------------------------------------------------
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signals to the program it runs in."""
+def _embedded_server(config: uvicorn.Config) -> uvicorn.Server:
+    """A uvicorn server that leaves signals to the program it runs in.
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+    uvicorn is imported here, when a receiver is served: a program that only calls the
+    registry (the ``pageholder`` client commands) starts without it.
+    """
+    import uvicorn
+
+    class EmbeddedServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return EmbeddedServer(config)
 
 
 class RunningReceiver:
@@ -494,6 +504,8 @@ async def serve_receiver(
         sock.close()
         raise
     bound_port = sock.getsockname()[1]
+    import uvicorn
+
     config = uvicorn.Config(
         receiver,
         log_level="warning",
@@ -501,7 +513,7 @@ async def serve_receiver(
         ws="none",
         timeout_graceful_shutdown=5,
     )
-    server = _EmbeddedServer(config)
+    server = _embedded_server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"receiver:{bound_port}")
     try:
         while not server.started:

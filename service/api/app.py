@@ -42,6 +42,33 @@ start (or a holder's token returned by `POST /v1/holders`).
 """
 
 
+#: The tags of the operations, in the order /docs shows them.
+TAGS: list[dict[str, Any]] = [
+    {
+        "name": "holders",
+        "description": "Subsystems that hold pages: a name, a release webhook, a token and a "
+        "webhook secret (both shown once, at registration).",
+    },
+    {
+        "name": "pages",
+        "description": "Who holds a page (`page_owner`); hold it, unset it, or ask its holder "
+        "for it back through its release webhook.",
+    },
+    {"name": "holds", "description": "Up to 65536 holds set or unset in one request."},
+    {"name": "zones", "description": "The machine's zones and how much is held in each."},
+    {
+        "name": "blocks",
+        "description": "Memory blocks: what is held in each and whether it is removable; "
+        "taking one offline (hot-remove) and back online.",
+    },
+    {"name": "health", "description": "Liveness and readiness probes, Prometheus metrics."},
+]
+#: Relative: /docs and /redoc try requests on the server that serves them, wherever it runs.
+SERVERS: list[dict[str, str]] = [{"url": "/", "description": "this registry"}]
+CONTACT: dict[str, str] = {"name": "pageholder maintainers"}
+LICENSE: dict[str, str] = {"name": "MIT", "identifier": "MIT"}
+
+
 def _operation_id(route: APIRoute) -> str:
     return route.name
 
@@ -126,6 +153,10 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        openapi_tags=TAGS,
+        servers=SERVERS,
+        contact=CONTACT,
+        license_info=LICENSE,
         docs_url=None,  # served by docs.install from local files, not a CDN
         redoc_url=None,
     )

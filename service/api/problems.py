@@ -8,6 +8,7 @@ problem body is ``{"type": "urn:pageholder:problem:<code>", "title", "status",
 
 from __future__ import annotations
 
+import json
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -17,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pageholder.service.api.problem_examples import EXAMPLES
 from pageholder.service.core import errors
 
 log = logging.getLogger("pageholder.api")
@@ -73,16 +75,50 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 
-def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for these problem statuses, each listing its codes."""
+def documented(*answers: int | str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the problems a route can answer.
+
+    Each answer is a ``code`` (``"page_held"``) or a status (``409``: every code of that
+    status). Each status lists its codes and has one named example per code.
+    """
+    by_status: dict[int, list[str]] = {}
+    for answer in answers:
+        codes = (
+            sorted(c for c, s in STATUS.items() if s == answer)
+            if isinstance(answer, int)
+            else [answer]
+        )
+        for code in codes:
+            listed = by_status.setdefault(STATUS[code], [])
+            if code not in listed:
+                listed.append(code)
     return {
         status: {
-            "description": "problem: "
-            + ", ".join(sorted(c for c, s in STATUS.items() if s == status)),
-            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "description": "problem: " + ", ".join(codes),
+            "content": {
+                PROBLEM_JSON: {
+                    "schema": {"$ref": "#/components/schemas/Problem"},
+                    "examples": {code: problem_example(code) for code in codes},
+                }
+            },
         }
-        for status in statuses
+        for status, codes in sorted(by_status.items())
     }
+
+
+def problem_example(code: str) -> dict[str, Any]:
+    """The named OpenAPI example of ``code``'s problem document."""
+    summary, detail, extra = EXAMPLES[code]
+    status = STATUS[code]
+    value = {
+        "type": f"urn:pageholder:problem:{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return {"summary": summary, "value": value}
 
 
 def add_problem_schema(spec: dict[str, Any]) -> dict[str, Any]:
@@ -140,11 +176,28 @@ async def _http_problem(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     fields = [
-        {"field": _field_name(tuple(e.get("loc", ()))), "message": str(e.get("msg", ""))}
+        _malformed_json(await request.body())
+        if e.get("type") == "json_invalid"
+        else {"field": _field_name(tuple(e.get("loc", ()))), "message": str(e.get("msg", ""))}
         for e in exc.errors()
     ]
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
     return problem("invalid_request", f"invalid request: {summary}", errors=fields)
+
+
+def _malformed_json(body: bytes) -> dict[str, str]:
+    """A body that is not JSON: ``field: "body"``, and where it breaks as line and column
+    (FastAPI reports a character offset as if it were a field name)."""
+    try:
+        json.loads(body)
+    except json.JSONDecodeError as error:
+        return {
+            "field": "body",
+            "message": f"malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}",
+        }
+    except ValueError as error:  # not UTF-8 at all
+        return {"field": "body", "message": f"malformed JSON: {error}"}
+    return {"field": "body", "message": "malformed JSON"}
 
 
 async def _starlette_error(request: Request, exc: Exception) -> JSONResponse:

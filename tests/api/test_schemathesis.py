@@ -11,7 +11,8 @@ Every answer must:
 
 - not be a 5xx (``not_a_server_error``): malformed input is a 4xx, never a crash;
 - match the schema the spec documents for its status (``response_schema_conformance``);
-- if it is an error, be an RFC 9457 problem document (``problem_document``);
+- if it is an error, be an RFC 9457 problem document (``problem_document``) whose
+  ``code`` the operation documents for that status (``problem_code_documented``);
 - have a documented status and media type (``status_code_conformance``,
   ``content_type_conformance``): every route lists its problem statuses.
 """
@@ -117,6 +118,20 @@ def problem_document(ctx: CheckContext, response: schemathesis.Response, case: C
     return None
 
 
+def problem_code_documented(
+    ctx: CheckContext, response: schemathesis.Response, case: Case
+) -> bool | None:
+    """The problem's ``code`` is one the operation documents for that status (with its
+    example): a route's documented codes are the ones it answers."""
+    if response.status_code < 400 or response.status_code == 405:
+        return None  # a 405 answers a method the route does not have: no operation's
+    documented = case.operation.definition.raw["responses"].get(str(response.status_code), {})
+    examples = documented.get("content", {}).get(PROBLEM_JSON, {}).get("examples", {})
+    code = response.json()["code"]
+    assert code in examples, f"{case.method} {case.path} answered {code}, not documented"
+    return None
+
+
 def _needs_token(operation: dict[str, Any]) -> bool:
     return bool(operation.get("security"))
 
@@ -143,6 +158,7 @@ def test_the_api_answers_as_its_spec_says(case: Case) -> None:
             not_a_server_error,
             response_schema_conformance,
             problem_document,
+            problem_code_documented,
             status_code_conformance,
             content_type_conformance,
         ]

@@ -124,3 +124,36 @@ def test_unknown_codes_fall_back_by_status() -> None:
     assert exception_for_code(None) is PageHolderError
     assert issubclass(PageHolderError, ClientError) and issubclass(TransportError, ClientError)
     assert not issubclass(TransportError, PageHolderError)
+
+
+def test_methods_are_named_as_users_say_and_old_names_still_work() -> None:
+    """``owner``/``offline``/``online`` as the CLI says them; the earlier names stay."""
+    for cls in (client.PageHolderClient, client.AsyncPageHolderClient):
+        for new, old in (
+            ("owner", "get_page"),
+            ("offline", "offline_block"),
+            ("online", "online_block"),
+        ):
+            assert getattr(cls, old) is getattr(cls, new), (cls.__name__, old)
+
+
+def test_the_readme_lists_every_client_method_beside_its_command_and_route() -> None:
+    import inspect
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `") and "| `" in line]
+    listed = {
+        name
+        for row in rows
+        if "/v1/" in row or "/healthz" in row or "/metrics" in row
+        for name in re.findall(r"`(\w+)\(", row.split("|")[1])
+    }
+    aliases = {"get_page", "offline_block", "online_block"}
+    public = {
+        name
+        for name, member in inspect.getmembers(client.PageHolderClient, inspect.isfunction)
+        if not name.startswith("_") and name not in aliases | {"close"}
+    }
+    assert public == listed, public ^ listed

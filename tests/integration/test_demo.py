@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from pageholder.cli.demo import DEMO_BLOCKS, DEMO_SCENARIO
+from pageholder.cli.demo_story import DEMO_BLOCKS, DEMO_SCENARIO
 
 from .servers import pageholder_command, server_env
 
@@ -106,7 +106,7 @@ def test_the_holder_table_adds_up(demo_run: subprocess.CompletedProcess[str]) ->
 def test_the_demo_takes_a_registry_token_or_nothing() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAGEHOLDER_")}
     result = subprocess.run(
-        [*pageholder_command(), "demo", "--registry", "http://127.0.0.1:9"],
+        [*pageholder_command(), "demo", "--url", "http://127.0.0.1:9"],
         capture_output=True,
         text=True,
         env=env,
@@ -114,4 +114,4 @@ def test_the_demo_takes_a_registry_token_or_nothing() -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert result.stderr.startswith("error: --registry needs its admin token")
+    assert result.stderr.startswith("error: --url needs its admin token")

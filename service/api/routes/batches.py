@@ -28,7 +28,33 @@ from pageholder.service.core.registry import ADMIN
 
 router = APIRouter(prefix="/v1/holds", tags=["holds"])
 
-BATCH_PROBLEMS = documented(401, 403, 404, 409, 413, 422, 503)
+#: What a batch can answer; a 409/404/422 is the first failure of an ``atomic`` batch.
+BATCH_SET_PROBLEMS = documented(
+    "unauthorized",
+    "forbidden",
+    "pfn_not_found",
+    "holder_not_found",
+    "page_held",
+    "page_releasing",
+    "block_not_online",
+    "payload_too_large",
+    "invalid_request",
+    "misaligned",
+    "crosses_zone",
+    "storage_unavailable",
+)
+BATCH_UNSET_PROBLEMS = documented(
+    "unauthorized",
+    "forbidden",
+    "pfn_not_found",
+    "holder_not_found",
+    "page_not_held",
+    "not_head",
+    "page_releasing",
+    "payload_too_large",
+    "invalid_request",
+    "storage_unavailable",
+)
 
 
 def _entries(pages: list[BatchPage], ranges: list[BatchRange]) -> list[tuple[int, int]]:
@@ -64,7 +90,9 @@ def _actor(principal: Principal) -> str | None:
     return ADMIN if principal.is_admin else principal.holder
 
 
-@router.post("/batch-set", name="batch_set", response_model=BatchResponse, responses=BATCH_PROBLEMS)
+@router.post(
+    "/batch-set", name="batch_set", response_model=BatchResponse, responses=BATCH_SET_PROBLEMS
+)
 async def set_many(
     body: BatchSetRequest, registry: RegistryDep, principal: PrincipalDep
 ) -> Response:
@@ -89,7 +117,10 @@ async def set_many(
 
 
 @router.post(
-    "/batch-unset", name="batch_unset", response_model=BatchResponse, responses=BATCH_PROBLEMS
+    "/batch-unset",
+    name="batch_unset",
+    response_model=BatchResponse,
+    responses=BATCH_UNSET_PROBLEMS,
 )
 async def unset_many(
     body: BatchUnsetRequest, registry: RegistryDep, principal: PrincipalDep

@@ -29,7 +29,7 @@ def _out(usage: BlockUsage) -> BlockOut:
     )
 
 
-@router.get("", name="list_blocks", responses=documented(401, 422))
+@router.get("", name="list_blocks", responses=documented("unauthorized", "invalid_request"))
 async def list_blocks(
     registry: RegistryDep,
     _: PrincipalDep,
@@ -70,8 +70,13 @@ def _usages(registry: Registry, start: int, zone_id: str | None) -> Iterator[Blo
     return (registry.block_usage(block) for block in blocks if block is not None)
 
 
-@router.get("/{block_id}", name="get_block", responses=documented(401, 404, 422))
+@router.get(
+    "/{block_id}",
+    name="get_block",
+    responses=documented("unauthorized", "block_not_found", "invalid_request"),
+)
 async def get_block(block_id: BlockId, registry: RegistryDep, _: PrincipalDep) -> BlockOut:
+    """One memory block: its state, held pages, holds and whether it is removable."""
     block = registry.layout.block(block_id)
     if block is None:
         raise BlockNotFound(f"memory block {block_id} does not exist", block=block_id)
@@ -81,7 +86,17 @@ async def get_block(block_id: BlockId, registry: RegistryDep, _: PrincipalDep) -
 @router.post(
     "/{block_id}/offline",
     name="offline_block",
-    responses=documented(401, 403, 404, 409, 413, 422, 503),
+    responses=documented(
+        "unauthorized",
+        "forbidden",
+        "block_not_found",
+        "offline_failed",
+        "block_not_online",
+        "multizone_block",
+        "payload_too_large",
+        "invalid_request",
+        "storage_unavailable",
+    ),
 )
 async def offline(
     block_id: BlockId,
@@ -104,7 +119,14 @@ async def offline(
 @router.post(
     "/{block_id}/online",
     name="online_block",
-    responses=documented(401, 403, 404, 409, 422, 503),
+    responses=documented(
+        "unauthorized",
+        "forbidden",
+        "block_not_found",
+        "block_not_offline",
+        "invalid_request",
+        "storage_unavailable",
+    ),
 )
 async def online(block_id: BlockId, registry: RegistryDep, _: AdminDep) -> BlockOut:
     """Bring an offline block back online; holds may start in it again."""

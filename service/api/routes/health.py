@@ -15,13 +15,18 @@ from pageholder.service.api.schemas import Health
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", name="healthz")
+@router.get("/healthz", name="healthz", openapi_extra={"security": []})
 async def healthz() -> Health:
     """The process is up and answering."""
     return Health(status="ok")
 
 
-@router.get("/readyz", name="readyz", responses=documented(503))
+@router.get(
+    "/readyz",
+    name="readyz",
+    responses=documented("not_ready"),
+    openapi_extra={"security": []},
+)
 async def readyz(state: StateDep) -> Health:
     """The registry is loaded and takes requests."""
     if not state.ready:
@@ -35,7 +40,7 @@ async def readyz(state: StateDep) -> Health:
     response_class=Response,
     responses={
         200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"},
-        **documented(401, 403),
+        **documented("unauthorized", "forbidden"),
     },
 )
 async def metrics(

@@ -35,7 +35,14 @@ router = APIRouter(prefix="/v1/holders", tags=["holders"])
     "",
     status_code=status.HTTP_201_CREATED,
     name="create_holder",
-    responses=documented(401, 403, 409, 413, 422, 503),
+    responses=documented(
+        "unauthorized",
+        "forbidden",
+        "holder_exists",
+        "payload_too_large",
+        "invalid_request",
+        "storage_unavailable",
+    ),
 )
 async def create_holder(
     body: HolderCreate, state: StateDep, registry: RegistryDep, _: AdminDep
@@ -56,7 +63,7 @@ async def create_holder(
     return HolderCreated(**out.model_dump(), token=token, webhook_secret=secret)
 
 
-@router.get("", name="list_holders", responses=documented(401))
+@router.get("", name="list_holders", responses=documented("unauthorized"))
 async def list_holders(registry: RegistryDep, principal: PrincipalDep) -> HolderList:
     """Every holder with how much it holds. Release URLs are shown to the admin and to
     each holder for itself only."""
@@ -67,13 +74,29 @@ async def list_holders(registry: RegistryDep, principal: PrincipalDep) -> Holder
     )
 
 
-@router.get("/{name}", name="get_holder", responses=documented(401, 404, 422))
+@router.get(
+    "/{name}",
+    name="get_holder",
+    responses=documented("unauthorized", "holder_not_found", "invalid_request"),
+)
 async def get_holder(name: str, registry: RegistryDep, principal: PrincipalDep) -> HolderOut:
-    """One holder; its release URL only for the admin and for itself."""
+    """One holder: its timeout, holds, held pages and last release error; its release URL
+    only for the admin and for itself."""
     return _view(registry.holder(name), principal)
 
 
-@router.patch("/{name}", name="update_holder", responses=documented(401, 403, 404, 413, 422, 503))
+@router.patch(
+    "/{name}",
+    name="update_holder",
+    responses=documented(
+        "unauthorized",
+        "forbidden",
+        "holder_not_found",
+        "payload_too_large",
+        "invalid_request",
+        "storage_unavailable",
+    ),
+)
 async def update_holder(
     name: str, body: HolderPatch, state: StateDep, registry: RegistryDep, principal: PrincipalDep
 ) -> HolderOut:
@@ -94,7 +117,14 @@ async def update_holder(
     "/{name}",
     status_code=status.HTTP_204_NO_CONTENT,
     name="delete_holder",
-    responses=documented(401, 403, 404, 409, 422, 503),
+    responses=documented(
+        "unauthorized",
+        "forbidden",
+        "holder_not_found",
+        "holder_has_holds",
+        "invalid_request",
+        "storage_unavailable",
+    ),
 )
 async def delete_holder(
     name: str,

@@ -30,7 +30,11 @@ PfnPath = Annotated[
 ]
 
 
-@router.get("", name="list_holds", responses=documented(401, 404, 422))
+@router.get(
+    "",
+    name="list_holds",
+    responses=documented("unauthorized", "holder_not_found", "invalid_request"),
+)
 async def list_holds(
     registry: RegistryDep,
     _: PrincipalDep,
@@ -56,7 +60,12 @@ async def list_holds(
     )
 
 
-@router.get("/{pfn}", name="get_page", response_model=PageOut, responses=documented(401, 404, 422))
+@router.get(
+    "/{pfn}",
+    name="get_page",
+    response_model=PageOut,
+    responses=documented("unauthorized", "pfn_not_found", "invalid_request"),
+)
 async def get_page(pfn: PfnPath, registry: RegistryDep, _: PrincipalDep) -> Response:
     """Who holds this page (`held: false` and nulls when it is free)."""
     info = await registry.lookup(pfn)
@@ -84,7 +93,20 @@ async def get_page(pfn: PfnPath, registry: RegistryDep, _: PrincipalDep) -> Resp
     response_model=HoldResult,
     responses={
         201: {"model": HoldResult, "description": "a new hold"},
-        **documented(401, 403, 404, 409, 413, 422, 503),
+        **documented(
+            "unauthorized",
+            "forbidden",
+            "pfn_not_found",
+            "holder_not_found",
+            "page_held",
+            "page_releasing",
+            "block_not_online",
+            "payload_too_large",
+            "invalid_request",
+            "misaligned",
+            "crosses_zone",
+            "storage_unavailable",
+        ),
     },
 )
 async def set_hold(
@@ -130,7 +152,16 @@ async def set_hold(
     "/{pfn}/hold",
     status_code=status.HTTP_204_NO_CONTENT,
     name="unset_hold",
-    responses=documented(401, 403, 404, 409, 422, 503),
+    responses=documented(
+        "unauthorized",
+        "forbidden",
+        "pfn_not_found",
+        "page_not_held",
+        "not_head",
+        "page_releasing",
+        "invalid_request",
+        "storage_unavailable",
+    ),
 )
 async def unset_hold(pfn: PfnPath, registry: RegistryDep, principal: PrincipalDep) -> Response:
     """Drop the hold whose head is `pfn` (the RFC's `page_unset_hold`)."""
@@ -141,7 +172,18 @@ async def unset_hold(pfn: PfnPath, registry: RegistryDep, principal: PrincipalDe
 @router.post(
     "/{pfn}/release",
     name="release_page",
-    responses=documented(401, 403, 404, 409, 422, 502, 503, 504),
+    responses=documented(
+        "unauthorized",
+        "forbidden",
+        "pfn_not_found",
+        "page_not_held",
+        "page_releasing",
+        "no_release_handler",
+        "invalid_request",
+        "release_failed",
+        "storage_unavailable",
+        "release_timeout",
+    ),
 )
 async def release_page(pfn: PfnPath, registry: RegistryDep, _: AdminDep) -> ReleaseOut:
     """Ask the page's holder to give it back through its release webhook.

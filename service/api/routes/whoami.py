@@ -11,7 +11,7 @@ from pageholder.service.api.schemas import WhoAmI
 router = APIRouter(prefix="/v1/whoami", tags=["holders"])
 
 
-@router.get("", name="whoami", responses=documented(401))
+@router.get("", name="whoami", responses=documented("unauthorized"))
 async def whoami(principal: PrincipalDep) -> WhoAmI:
     """The caller: the admin, or the holder whose token this is."""
     if principal.is_admin:

@@ -11,7 +11,7 @@ from pageholder.service.api.schemas import ZoneList, ZoneOut
 router = APIRouter(prefix="/v1/zones", tags=["zones"])
 
 
-@router.get("", name="list_zones", responses=documented(401))
+@router.get("", name="list_zones", responses=documented("unauthorized"))
 async def list_zones(registry: RegistryDep, _: PrincipalDep) -> ZoneList:
     """Zones in pfn order, with held pages and holds from the trees' aggregate counts."""
     return ZoneList(
