@@ -36,6 +36,7 @@ from pageholder.service.core.journal import (
     BlockOp,
     HolderOp,
     HoldOp,
+    HoldRangeOp,
     Op,
     UnblockOp,
     UnholderOp,
@@ -77,6 +78,11 @@ MIGRATIONS: dict[int, str] = {
 #: each op type's statements; an op is the parameter row of each
 SQL: dict[type[Op], tuple[str, ...]] = {
     HoldOp: ("INSERT OR REPLACE INTO holds VALUES (?, ?, ?, ?)",),
+    # One row per page, generated inside SQLite: no Python row object per hold.
+    HoldRangeOp: (
+        "WITH RECURSIVE run(pfn) AS (SELECT ?1 UNION ALL SELECT pfn + 1 FROM run"
+        " WHERE pfn < ?1 + ?2 - 1) INSERT OR REPLACE INTO holds SELECT pfn, 0, ?3, ?4 FROM run",
+    ),
     UnholdOp: ("DELETE FROM holds WHERE pfn = ?",),
     HolderOp: ("INSERT OR REPLACE INTO holders VALUES (?, ?, ?, ?, ?, ?, ?)",),
     UnholderOp: ("DELETE FROM holds WHERE holder = ?", "DELETE FROM holders WHERE name = ?"),
