@@ -68,14 +68,31 @@ def serve(
         )
     else:
         out.print(
-            f"state in {durable.store.path}: {len(durable.snapshot.holders)} holders, "
-            f"{len(durable.snapshot.holds)} holds"
+            f"state in {durable.store.path}: {durable.holders} holders; their holds are "
+            "recovered once serving (/healthz answers meanwhile, /readyz once recovered)"
         )
     if admin.generated:
         where = f", saved in {admin.path}" if admin.path else " (not saved: :memory:)"
         out.print(f"admin token{where}:\n  [bold]{admin.token}[/bold]")
-    app = create_app(settings, layout=memory_layout, durable=durable)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, workers=1)
+    failures: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def fatal(reason: str) -> None:
+        # Recovery failed after the server started: stop it, and exit non-zero below.
+        failures.append(reason)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, layout=memory_layout, durable=durable, on_fatal=fatal)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=log_level, workers=1
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started and not failures:
+        raise typer.Exit(3)  # what uvicorn.run does when the server could not start
+    if failures:
+        raise fail(f"recovery failed: {failures[0]}")
 
 
 def openapi() -> None:

@@ -31,6 +31,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 async def service(data_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(Settings(data_dir=str(data_dir), admin_token=TOKEN))
     async with app.router.lifespan_context(app):
+        # The stored holds are recovered after the lifespan started (as once serving).
+        await asyncio.wait_for(app.state.service.readiness.settled.wait(), 60)
+        assert app.state.service.ready, app.state.service.readiness.detail()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://r", headers=AUTH) as c:
             yield c
