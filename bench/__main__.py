@@ -15,6 +15,7 @@ BENCHES = {
     "console": "bench.bench_console",
     "peer": "bench.bench_peer",
     "cli": "bench.bench_cli",
+    "bighost": "bench.bench_bighost",
 }
 
 

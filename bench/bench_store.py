@@ -16,7 +16,7 @@ temporary directory; the section names its file system).
     release URLs, distinct µs stamps) written straight into a ``Store``: ``Store.open``
     then one ``Store._transaction`` (the writer thread's own method) with the 8 holder
     ops and the 10^6 hold ops, no writer thread. Then, timed: ``open_durable`` +
-    ``recover(Registry(layout, caller), snapshot)``, what ``create_app``'s lifespan does
+    ``recover(Registry(layout, caller), durable.store)``, what ``create_app``'s lifespan does
     at start, against inserting the same holds (same holder objects and stamps, pfn
     order) into an empty ``RadixTree`` with ``tree.insert``. Target: recovery <= 3x
     insert. Timings run with tracemalloc off and the garbage collector on, as in the
@@ -40,7 +40,7 @@ from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import Holder
 from pageholder.service.core.radix import RadixTree
 from pageholder.service.core.registry import Registry
-from pageholder.service.storage.recovery import _check_fits, open_durable, recover
+from pageholder.service.storage.recovery import open_durable, recover
 from pageholder.service.storage.sqlite import Store
 
 from ._report import header, write_section
@@ -149,7 +149,7 @@ def throughput(seconds: float, rounds: int, data_root: Path) -> dict[str, list[W
     # Every acknowledged hold is on disk: reopen the store and count.
     stored = Store.open(data_dir)
     try:
-        on_disk = len(stored.load().holds)
+        on_disk = sum(run.nr_holds for run in stored.hold_runs())
     finally:
         stored.close_now()
     assert on_disk == held["holds"], (on_disk, held)
@@ -196,7 +196,7 @@ def recover_once(data_dir: Path, layout: MemoryLayout, n: int) -> float:
     began = time.perf_counter()
     durable = open_durable(data_dir, layout)
     registry = Registry(layout, no_caller)  # type: ignore[arg-type]
-    loaded = recover(registry, durable.snapshot)
+    loaded = recover(registry, durable.store)
     elapsed = time.perf_counter() - began
     durable.store.close_now()
     assert loaded == n and sum(h.holds for h in registry.holders.values()) == n
@@ -207,21 +207,17 @@ def recover_phases(data_dir: Path, layout: MemoryLayout) -> dict[str, float]:
     """``open_durable`` + ``recover`` again, phase by phase (information)."""
     gc.collect()
     t0 = time.perf_counter()
-    store = Store.open(data_dir)
+    durable = open_durable(data_dir, layout)
     t1 = time.perf_counter()
-    snapshot = store.load()
+    runs = sum(1 for _ in durable.store.hold_runs())
     t2 = time.perf_counter()
-    for pfn, order, name, _ in snapshot.holds:
-        _check_fits(layout, pfn, order, name)
+    recover(Registry(layout, no_caller), durable.store)  # type: ignore[arg-type]
     t3 = time.perf_counter()
-    recover(Registry(layout, no_caller), snapshot)  # type: ignore[arg-type]
-    t4 = time.perf_counter()
-    store.close_now()
+    durable.store.close_now()
     return {
-        "Store.open (migrate check, quick_check)": t1 - t0,
-        "Store.load (SELECT every row)": t2 - t1,
-        "layout check of every hold (open_durable)": t3 - t2,
-        "recover() into the registry": t4 - t3,
+        "open_durable (migrate check, quick_check, layout check by SQL)": t1 - t0,
+        f"Store.hold_runs (streamed: {runs:,} runs)": t2 - t1,
+        "recover() into the registry (streams the runs again)": t3 - t2,
     }
 
 

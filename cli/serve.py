@@ -76,17 +76,26 @@ def serve(
         )
     else:
         out.print(
-            f"state in {durable.store.path}: {len(durable.snapshot.holders)} holders, "
-            f"{len(durable.snapshot.holds)} holds"
+            f"state in {durable.store.path}: {durable.holders} holders; their holds are "
+            "recovered once serving (/healthz answers meanwhile, /readyz once recovered)"
         )
     if admin.generated:
         where = f", saved in {admin.path}" if admin.path else " (not saved: :memory:)"
         out.print(f"admin token{where}:\n  [bold]{admin.token}[/bold]")
-    app = create_app(settings, layout=memory_layout, durable=durable)
+    failures: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def fatal(reason: str) -> None:
+        # Recovery failed after the server started: stop it, and exit non-zero below.
+        failures.append(reason)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, layout=memory_layout, durable=durable, on_fatal=fatal)
     # uvicorn's access log lines, written by AccessLog: the same lines at a fraction of
     # the cost, in batches (service/api/access_log.py).
     access = AccessLog(app, sys.stdout) if logs_access(log_level) else None
-    uvicorn.run(
+    config = uvicorn.Config(
         app if access is None else access,
         host=settings.host,
         port=settings.port,
@@ -98,8 +107,16 @@ def serve(
         timeout_graceful_shutdown=settings.shutdown_grace_s,
         access_log=False,
     )
-    if access is not None:
-        access.flush()
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        if access is not None:
+            access.flush()
+    if not server.started and not failures:
+        raise typer.Exit(3)  # what uvicorn.run does when the server could not start
+    if failures:
+        raise fail(f"recovery failed: {failures[0]}")
 
 
 def openapi() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,13 +22,20 @@ from pageholder.service.api.authfirst import AuthFirst
 from pageholder.service.api.fast import FastPages
 from pageholder.service.api.metrics import Metrics
 from pageholder.service.api.middleware import BodyLimit, CountRequests
+from pageholder.service.api.readiness import NotReadyGate, Readiness
 from pageholder.service.api.routes import batches, blocks, health, holders, pages, whoami, zones
 from pageholder.service.api.state import ServiceState
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import ReleaseCaller
 from pageholder.service.core.registry import Registry
 from pageholder.service.settings import Settings
-from pageholder.service.storage.recovery import Durable, open_durable, recover
+from pageholder.service.storage.recovery import (
+    Durable,
+    RecoveryStopped,
+    open_durable,
+    recover,
+)
+from pageholder.service.storage.sqlite import Store
 from pageholder.service.webhooks.addresses import AddressPolicy
 from pageholder.service.webhooks.caller import WebhookCaller
 from pageholder.service.webhooks.transport import CheckedTransport
@@ -73,21 +83,82 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
+def _become_ready(state: ServiceState) -> None:
+    # Everything built so far (the recovered trees, the app) lives as long as the
+    # process: keep it out of the collector's generations, so that collections stay
+    # short however many holds there are (fewer p99 spikes).
+    gc.collect()
+    gc.freeze()
+    state.ready = state.readiness.ready = True
+    state.readiness.settled.set()
+
+
+async def _recover(
+    state: ServiceState,
+    store: Store,
+    stop: threading.Event,
+    on_fatal: Callable[[str], None] | None,
+) -> None:
+    """Rebuild the registry from ``store`` in a worker thread, then open the gate.
+
+    Nothing else touches the registry until then (the gate answers 503), so the thread
+    may build it alone; the event loop meanwhile answers /healthz and /readyz. The
+    collector is paused while it runs: the trees are long-lived, and collections
+    triggered by building them would walk every node built so far, again and again."""
+    readiness = state.readiness
+    readiness.recovering = True
+    began = time.perf_counter()
+    collecting = gc.isenabled()
+    gc.disable()
+
+    def progress(loaded: int) -> None:
+        readiness.loaded = loaded
+
+    try:
+        loaded = await asyncio.to_thread(
+            recover, state.registry, store, stop=stop, progress=progress
+        )
+    except RecoveryStopped:
+        return
+    except Exception as exc:  # a store that cannot be read back: never serve half of it
+        readiness.failure = str(exc)
+        log.error("recovery from %s failed: %s", store.path, exc)
+        readiness.settled.set()
+        if on_fatal is not None:
+            on_fatal(str(exc))
+        return
+    finally:
+        readiness.recovering = False
+        if collecting:
+            gc.enable()
+    readiness.loaded = loaded
+    log.info(
+        "recovered %d holds from %s in %.1f s", loaded, store.path, time.perf_counter() - began
+    )
+    store.start()
+    _become_ready(state)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     layout: MemoryLayout | None = None,
     release_caller: ReleaseCaller | None = None,
     durable: Durable | None = None,
+    on_fatal: Callable[[str], None] | None = None,
 ) -> FastAPI:
     """Build the app. Nothing is opened until the lifespan starts.
 
     ``durable`` is a store the caller opened already (``serve`` does, to refuse a bad
     data dir with one clear line before the server starts); without it the lifespan
-    opens the store of ``settings.data_dir`` itself (none for ``:memory:``).
+    opens the store of ``settings.data_dir`` itself (none for ``:memory:``). The stored
+    holds are recovered once the server runs (``readiness.py``); if that fails, the
+    registry stays not ready and ``on_fatal(reason)`` is called.
     """
     settings = settings or Settings()
     metrics = Metrics()
+
+    readiness = Readiness()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,11 +188,7 @@ def create_app(
             )
             store = None if opened is None else opened.store
             registry = Registry(memory_layout, caller, journal=store)
-            if opened is not None:
-                assert store is not None
-                recovered = recover(registry, opened.snapshot)
-                log.info("recovered %d holds from %s", recovered, store.path)
-                store.start()
+            if store is not None:
                 stack.push_async_callback(store.close)  # after in-flight requests finished
             admin = load_admin_token(settings.admin_token, data_dir)
             state = ServiceState(
@@ -131,19 +198,25 @@ def create_app(
                 tokens=TokenBook(admin.token, registry),
                 http=http,
                 metrics=metrics,
+                readiness=readiness,
             )
             metrics.watch(registry)
             app.state.service = state
-            # Everything built so far (the recovered trees, the app) lives as long as the
-            # process: keep it out of the collector's generations, so that collections
-            # stay short however many holds there are (fewer p99 spikes).
-            gc.collect()
-            gc.freeze()
-            state.ready = True
+            stop = threading.Event()
+            recovery = None
+            if store is None:
+                _become_ready(state)
+            else:
+                # The trees are rebuilt after the server started accepting: /healthz
+                # answers meanwhile, /readyz and /v1 say 503 not_ready (readiness.py).
+                recovery = asyncio.create_task(_recover(state, store, stop, on_fatal))
             try:
                 yield
             finally:
-                state.ready = False
+                state.ready = readiness.ready = False
+                if recovery is not None:
+                    stop.set()
+                    await recovery
                 gc.unfreeze()
 
     app = FastAPI(
@@ -174,9 +247,11 @@ def create_app(
     for module in (holders, pages, batches, zones, blocks, health, whoami):
         app.include_router(module.router)
     # Innermost: the hot page routes answered ahead of FastAPI (fast.py), inside the
-    # body limit, auth-before-body and the request metrics.
+    # body limit, auth-before-body, the readiness gate and the request metrics.
     app.add_middleware(FastPages, routes=pages.router.routes)
     app.add_middleware(AuthFirst)  # after the size limit, before any body is read
+    # Outside auth: while recovering, holder tokens are not loaded yet; /v1 is a 503.
+    app.add_middleware(NotReadyGate, readiness=readiness)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(CountRequests, metrics=metrics)
     return app

@@ -8,6 +8,7 @@ import httpx
 
 from pageholder.service.api.auth import AdminToken, TokenBook
 from pageholder.service.api.metrics import Metrics
+from pageholder.service.api.readiness import Readiness
 from pageholder.service.core.registry import Registry
 from pageholder.service.settings import Settings
 
@@ -20,4 +21,5 @@ class ServiceState:
     tokens: TokenBook
     http: httpx.AsyncClient
     metrics: Metrics
+    readiness: Readiness
     ready: bool = False

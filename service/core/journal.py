@@ -7,6 +7,7 @@ one transaction, in order. They are ``NamedTuple``s because a 65,536-entry batch
 places that build ops from the registry's objects::
 
     HoldOp(pfn, order, holder, since_us)     UnholdOp(pfn)
+    HoldRangeOp(start_pfn, nr_pages, holder, since_us)   (nr_pages order-0 holds)
     HolderOp(name, release_url, timeout_s, description, created, token_hash, secret)
     UnholderOp(name)                         (drops the holder's holds too)
     BlockOp(block, state)                    UnblockOp(block)
@@ -24,6 +25,16 @@ from pageholder.service.core.model import BlockState, Hold, Holder, SetResult, S
 class HoldOp(NamedTuple):
     pfn: int
     order: int
+    holder: str
+    since_us: int
+
+
+class HoldRangeOp(NamedTuple):
+    """``nr_pages`` order-0 holds from ``start_pfn`` on, one row each in the store: a
+    batch's range as one op, so the store writes its rows without a Python object each."""
+
+    start_pfn: int
+    nr_pages: int
     holder: str
     since_us: int
 
@@ -55,7 +66,7 @@ class UnblockOp(NamedTuple):
     block: int
 
 
-Op = HoldOp | UnholdOp | HolderOp | UnholderOp | BlockOp | UnblockOp
+Op = HoldOp | HoldRangeOp | UnholdOp | HolderOp | UnholderOp | BlockOp | UnblockOp
 
 
 class Journal(Protocol):
@@ -75,6 +86,10 @@ class Journal(Protocol):
 
 def hold_op(pfn: int, order: int, holder: Holder, since_us: int) -> HoldOp:
     return HoldOp(pfn, order, holder.name, since_us)
+
+
+def hold_range_op(start: int, nr_pages: int, holder: Holder, since_us: int) -> HoldRangeOp:
+    return HoldRangeOp(start, nr_pages, holder.name, since_us)
 
 
 def unhold_ops(holds: Iterable[Hold]) -> list[Op]:

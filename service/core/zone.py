@@ -85,6 +85,19 @@ class ZoneHolds:
         account(holder, order, +1)
         return True
 
+    def fill(self, start: int, end: int, holder: Holder, stamp: int) -> bool:
+        """Add an order-0 hold on every page of ``[start, end)`` if none of them is held
+        (True), else change nothing (False): what ``insert`` page by page would leave,
+        built a leaf at a time. Cost: O(height + (end - start) / 64)."""
+        marks = () if holder.has_release_handler else (NO_HANDLER,)
+        try:
+            self.tree.fill(start, end, holder, stamp, marks)
+        except Occupied:
+            return False
+        holder.holds += end - start
+        holder.held_pages += end - start
+        return True
+
     def erase(self, entry: Entry) -> None:
         """Remove ``entry`` (it is in the tree) and uncount it. Cost: O(height)."""
         holder = entry.value

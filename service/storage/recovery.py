@@ -1,37 +1,74 @@
-"""Rebuilding the registry from the store at start."""
+"""Rebuilding the registry from the store at start.
+
+Two steps, so that a server can answer ``/healthz`` while the second one runs:
+
+``open_durable`` (before the server starts; fast)
+    opens and checks the store and refuses, in one line, a data dir whose holds the
+    memory layout does not contain: one indexed query per gap between zones, not a
+    read of every hold.
+``recover`` (after the server started; as long as reading the holds takes)
+    streams the holds as runs (``Store.hold_runs``: one row per run a batch left,
+    never a list of every hold) and builds the trees from them: a run is one
+    ``ZoneHolds.fill``, which fills whole leaves, so a recovered tree is what live
+    operation built (the same nodes, stamps, marks and counts) and costs no more memory.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pageholder.service.core.errors import PageHolderError
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import Holder
+from pageholder.service.core.radix import MAX_ORDER
 from pageholder.service.core.registry import Registry
-from pageholder.service.storage.sqlite import Snapshot, Store, StoreError
+from pageholder.service.storage.sqlite import HoldRun, Store, StoreError
 
 
 @dataclass(frozen=True, slots=True)
 class Durable:
-    """An opened store and what it held at start."""
+    """An opened, checked store whose holds are not read yet (``recover`` reads them)."""
 
     store: Store
-    snapshot: Snapshot
+    holders: int  # how many holders it keeps
+
+
+class RecoveryStopped(Exception):
+    """``recover`` was asked to stop (the server is shutting down before it was ready)."""
 
 
 def open_durable(data_dir: Path, layout: MemoryLayout) -> Durable:
-    """Open the store of ``data_dir`` and read it; ``StoreError`` (one clear line) if it
-    is corrupt, too new, or holds a hold that ``layout`` does not contain."""
+    """Open the store of ``data_dir`` and check it against ``layout``; ``StoreError``
+    (one clear line) if it is corrupt, too new, or holds a hold outside every zone.
+    Cost: the store's quick_check, plus one indexed query per gap between zones."""
     store = Store.open(data_dir)
     try:
-        snapshot = store.load()
-        for pfn, order, name, _ in snapshot.holds:
-            _check_fits(layout, pfn, order, name)
+        for start, end in _gaps(layout):
+            found = store.hold_touching(start, end, MAX_ORDER)
+            if found is not None:
+                pfn, order, name = found
+                _check_fits(layout, pfn, order, name)
+                raise AssertionError(f"hold at {pfn} touches the gap [{start}, {end})")
+        holders = len(store.holders())
     except BaseException:
         store.close_now()
         raise
-    return Durable(store, snapshot)
+    return Durable(store, holders)
+
+
+def _gaps(layout: MemoryLayout) -> list[tuple[int, int]]:
+    """The pfn ranges no zone covers (the last one open-ended: ``2**62``)."""
+    gaps: list[tuple[int, int]] = []
+    pfn = 0
+    for zone in sorted(layout.zones, key=lambda z: z.start_pfn):
+        if zone.start_pfn > pfn:
+            gaps.append((pfn, zone.start_pfn))
+        pfn = max(pfn, zone.end_pfn)
+    gaps.append((pfn, 1 << 62))
+    return gaps
 
 
 def _check_fits(layout: MemoryLayout, pfn: int, order: int, holder: str) -> None:
@@ -45,15 +82,25 @@ def _check_fits(layout: MemoryLayout, pfn: int, order: int, holder: str) -> None
         )
 
 
-def recover(registry: Registry, snapshot: Snapshot) -> int:
+def recover(
+    registry: Registry,
+    store: Store,
+    *,
+    stop: threading.Event | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Load holders, holds and block states into an empty registry; returns holds loaded.
 
-    Refuses (``StoreError``) a stored hold that the memory layout no longer contains:
-    starting without it would report its pages as free. A block stored ``going_offline``
-    (never written by this version, but possible in principle) comes back ``online``.
-    Cost: O(holds * height); holds arrive in pfn order, which keeps tree paths warm.
+    Nothing else may touch ``registry`` meanwhile (the server answers ``/v1`` with 503
+    until this returns), so it may run in a worker thread. ``stop`` set: it raises
+    ``RecoveryStopped`` at the next run. ``progress(holds)`` is called now and then.
+
+    Refuses (``StoreError``) a stored hold that the memory layout does not contain or
+    that overlaps another: starting without it would report its pages as free. A block
+    stored ``going_offline`` comes back ``online``.
+    Cost: O(runs * height + holds / 64) on top of streaming the rows.
     """
-    for name, url, timeout_s, description, created, token_hash, secret in snapshot.holders:
+    for name, url, timeout_s, description, created, token_hash, secret in store.holders():
         registry.enrol(
             Holder(
                 name,
@@ -67,15 +114,40 @@ def recover(registry: Registry, snapshot: Snapshot) -> int:
         )
     holders = registry.holders
     last_stamp = 0
-    for pfn, order, name, since_us in snapshot.holds:
+    loaded = 0
+    for n, run in enumerate(store.hold_runs()):
+        if stop is not None and stop.is_set():
+            raise RecoveryStopped("recovery stopped before it finished")
+        holder = holders.get(run.holder)
+        if holder is None:
+            raise StoreError(f"stored hold at pfn {run.pfn} names no holder ({run.holder!r})")
+        _load_run(registry, run, holder)
+        loaded += run.nr_holds
+        if run.since_us > last_stamp:
+            last_stamp = run.since_us
+        if progress is not None and not n % 256:
+            progress(loaded)
+    registry.advance_stamp(last_stamp)
+    registry.blocks.recover(store.block_states())
+    return loaded
+
+
+def _load_run(registry: Registry, run: HoldRun, holder: Holder) -> None:
+    """One run into its zone(s): a batch's range may go on across a zone boundary."""
+    pfn, order, nr_holds, _, since = run
+    end = pfn + (nr_holds << order)
+    while pfn < end:
         try:
             zh = registry.place(pfn, order)
         except PageHolderError:
-            _check_fits(registry.layout, pfn, order, name)
+            _check_fits(registry.layout, pfn, order, run.holder)
             raise
-        inserted = zh.insert(pfn, order, holders[name], since_us)
-        assert inserted, f"stored holds overlap at pfn {pfn}"
-        last_stamp = max(last_stamp, since_us)
-    registry.advance_stamp(last_stamp)
-    registry.blocks.recover(snapshot.block_states)
-    return len(snapshot.holds)
+        if nr_holds == 1:
+            done = zh.insert(pfn, order, holder, since)
+            stop = end
+        else:
+            stop = min(end, zh.zone.end_pfn)
+            done = zh.fill(pfn, stop, holder, since)
+        if not done:
+            raise StoreError(f"stored holds overlap at pfns [{pfn}, {stop})")
+        pfn = stop

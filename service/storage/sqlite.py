@@ -28,10 +28,11 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
+from typing import NamedTuple, TypeVar
 from urllib.parse import quote
 
 from pageholder.service.core.errors import StorageUnavailable
@@ -39,6 +40,7 @@ from pageholder.service.core.journal import (
     BlockOp,
     HolderOp,
     HoldOp,
+    HoldRangeOp,
     Op,
     UnblockOp,
     UnholderOp,
@@ -48,6 +50,7 @@ from pageholder.service.storage.dirlock import DataDirLock
 from pageholder.service.storage.errors import StoreError as StoreError
 
 log = logging.getLogger("pageholder.store")
+_T = TypeVar("_T")
 
 DB_FILE = "pageholder.db"
 SCHEMA_VERSION = 1
@@ -82,6 +85,11 @@ MIGRATIONS: dict[int, str] = {
 #: each op type's statements; an op is the parameter row of each
 SQL: dict[type[Op], tuple[str, ...]] = {
     HoldOp: ("INSERT OR REPLACE INTO holds VALUES (?, ?, ?, ?)",),
+    # One row per page, generated inside SQLite: no Python row object per hold.
+    HoldRangeOp: (
+        "WITH RECURSIVE run(pfn) AS (SELECT ?1 UNION ALL SELECT pfn + 1 FROM run"
+        " WHERE pfn < ?1 + ?2 - 1) INSERT OR REPLACE INTO holds SELECT pfn, 0, ?3, ?4 FROM run",
+    ),
     UnholdOp: ("DELETE FROM holds WHERE pfn = ?",),
     HolderOp: ("INSERT OR REPLACE INTO holders VALUES (?, ?, ?, ?, ?, ?, ?)",),
     UnholderOp: ("DELETE FROM holds WHERE holder = ?", "DELETE FROM holders WHERE name = ?"),
@@ -90,13 +98,30 @@ SQL: dict[type[Op], tuple[str, ...]] = {
 }
 
 
-@dataclass(slots=True)
-class Snapshot:
-    """Everything the store holds, as read at start."""
 
-    holders: list[tuple[str, str | None, float, str, float, str, str]] = field(default_factory=list)
-    holds: list[tuple[int, int, str, int]] = field(default_factory=list)
-    block_states: dict[int, str] = field(default_factory=dict)
+class HoldRun(NamedTuple):
+    """``nr_holds`` stored holds of ``order`` by one holder with one ``since_us``, heads
+    ``pfn, pfn + 1, ...`` (``nr_holds`` is 1 unless ``order`` is 0): what one batch's
+    range left behind, read as one row."""
+
+    pfn: int
+    order: int
+    nr_holds: int
+    holder: str
+    since_us: int
+
+
+#: The pfns read per step while streaming holds: ``RUN_WINDOW`` pages in one aggregate.
+RUN_WINDOW = 4096
+
+_WINDOW_SQL = (
+    "SELECT count(*), min(pfn), max(pfn), max(page_order), min(holder), max(holder),"
+    " min(since_us), max(since_us) FROM holds WHERE pfn >= ? AND pfn < ?"
+)
+_NEXT_SQL = "SELECT min(pfn) FROM holds WHERE pfn >= ?"
+_ROWS_SQL = (
+    "SELECT pfn, page_order, holder, since_us FROM holds WHERE pfn >= ? AND pfn < ? ORDER BY pfn"
+)
 
 
 @dataclass(slots=True)
@@ -187,15 +212,59 @@ class Store:
                 db.executescript(f"BEGIN; {MIGRATIONS[target]}; PRAGMA user_version = {target};")
             log.info("store %s migrated to schema version %d", self.path, target)
 
-    def load(self) -> Snapshot:
-        """Read everything (at start, before the writer thread runs)."""
+    # -- reading (at start, before the writer thread runs) ----------------------------
+
+    def holders(self) -> list[tuple[str, str | None, float, str, float, str, str]]:
+        """Every holder row, by name."""
+        return self._read(lambda db: list(db.execute("SELECT * FROM holders ORDER BY name")))
+
+    def block_states(self) -> dict[int, str]:
+        """Every stored block state (a block not listed is online)."""
+        return self._read(lambda db: dict(db.execute("SELECT block, state FROM block_states")))
+
+    def hold_touching(self, start: int, end: int, max_order: int) -> tuple[int, int, str] | None:
+        """``(pfn, order, holder)`` of the lowest stored hold that covers a page of
+        ``[start, end)`` (holds are at most ``2**max_order`` pages), or None. Cost: an
+        index range of the pfns in ``[start - 2**max_order, end)``, stopping at the first."""
+        low = max(0, start - (1 << max_order))
+        sql = (
+            "SELECT pfn, page_order, holder FROM holds WHERE pfn >= ? AND pfn < ?"
+            " AND pfn + (1 << page_order) > ? ORDER BY pfn LIMIT 1"
+        )
+        row: tuple[int, int, str] | None = self._read(
+            lambda db: db.execute(sql, (low, end, start)).fetchone()
+        )
+        return row
+
+    def hold_runs(self) -> Iterator[HoldRun]:
+        """Every stored hold once, in pfn order, as runs (``HoldRun``), streamed.
+
+        SQLite aggregates ``RUN_WINDOW`` pfns at a time: a window held whole by one
+        batch (one holder, one ``since``, order 0, no gap) is one run without a row of
+        it reaching Python; only a mixed window's rows are read, and grouped here.
+        Memory: one window's rows at most. Cost: O(rows) in SQLite, plus
+        O(rows of mixed windows) in Python.
+        """
         db = self._db
         try:
-            return Snapshot(
-                holders=list(db.execute("SELECT * FROM holders ORDER BY name")),
-                holds=list(db.execute("SELECT pfn, page_order, holder, since_us FROM holds")),
-                block_states=dict(db.execute("SELECT block, state FROM block_states")),
-            )
+            start = db.execute(_NEXT_SQL, (0,)).fetchone()[0]
+            while start is not None:
+                low = start - start % RUN_WINDOW
+                high = low + RUN_WINDOW
+                count, first, last, order, holder, other, since, later = db.execute(
+                    _WINDOW_SQL, (low, high)
+                ).fetchone()
+                if order == 0 and holder == other and since == later and last - first < count:
+                    yield HoldRun(first, 0, count, holder, since)
+                else:
+                    yield from _runs(db.execute(_ROWS_SQL, (low, high)).fetchall())
+                start = db.execute(_NEXT_SQL, (high,)).fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot read the database ({exc})") from None
+
+    def _read(self, query: Callable[[sqlite3.Connection], _T]) -> _T:
+        try:
+            return query(self._db)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot read the database ({exc})") from None
 
@@ -314,6 +383,26 @@ class Store:
 
 
 _EARLIER_FAILED = StorageUnavailable("an earlier change it depends on was not saved")
+
+
+def _runs(rows: list[tuple[int, int, str, int]]) -> Iterator[HoldRun]:
+    """Rows in pfn order grouped into runs: consecutive order-0 pfns of one holder and
+    one ``since_us``."""
+    i = 0
+    n = len(rows)
+    while i < n:
+        pfn, order, holder, since = rows[i]
+        j = i + 1
+        if not order:
+            expected = pfn + 1
+            while j < n:
+                row = rows[j]
+                if row[0] != expected or row[1] or row[3] != since or row[2] != holder:
+                    break
+                expected += 1
+                j += 1
+        yield HoldRun(pfn, order, j - i, holder, since)
+        i = j
 
 
 def _resolve(submission: _Submission, error: StorageUnavailable | None) -> None:

@@ -402,6 +402,36 @@ def test_stamp_must_fit_64_bits() -> None:
 # -- growth and shrinking --------------------------------------------------------------
 
 
+def test_fill_builds_what_inserting_each_index_builds() -> None:
+    filled, inserted = RadixTree(), RadixTree()
+    for tree in (filled, inserted):
+        tree.insert(0, "big", order=3, stamp=1)  # a leaf with a multi-slot entry
+        tree.insert(1 << 20, "far", order=12)
+    filled.fill(8, 70_000, "run", stamp=9, marks=(0, 2))
+    for pfn in range(8, 70_000):
+        inserted.insert(pfn, "run", stamp=9)
+        inserted.set_mark(pfn, 0)
+        inserted.set_mark(pfn, 2)
+    filled._check()
+    assert list(filled.items()) == list(inserted.items())
+    for mark in range(MARK_COUNT):
+        assert list(filled.marked(mark)) == list(inserted.marked(mark))
+    assert (len(filled), filled.pages) == (len(inserted), inserted.pages)
+    assert filled.count_pages(4096, 8192) == 4096
+    assert filled.load(7) == Entry(0, 3, "big", 1)  # the leaf's stamps were refined
+
+
+def test_fill_over_an_entry_changes_nothing() -> None:
+    tree = build((1000, 0))
+    with pytest.raises(Occupied) as caught:
+        tree.fill(10, 5000, "x")
+    assert caught.value.entry.head == 1000
+    tree._check()
+    assert heads(tree.items()) == [(1000, 0)]
+    tree.fill(5, 5, "nothing")
+    assert len(tree) == 1
+
+
 def test_tree_grows_for_large_indices_and_shrinks_back() -> None:
     tree = build((5, 0))
     root = tree._root
@@ -582,6 +612,25 @@ class RadixMachine(RuleBasedStateMachine):
                 stamp = pfn if stamped else 0
                 self.tree.insert(pfn, "run", 0, stamp)
                 self.model.entries[pfn] = [0, "run", stamp, set()]
+
+    @rule(
+        start=pfns(),
+        count=st.sampled_from([1, 2, 63, 64, 65, 130, 4097]),
+        stamp=st.sampled_from([0, 5, -(1 << 63)]),
+        marks=st.sets(st.integers(0, MARK_COUNT - 1), max_size=2),
+    )
+    def fill(self, start: int, count: int, stamp: int, marks: set[int]) -> None:
+        """A run of order-0 entries in one call: all or nothing."""
+        value = self.value()
+        clash = self.model.overlapping(start, start + count)
+        if clash:
+            with pytest.raises(Occupied) as caught:
+                self.tree.fill(start, start + count, value, stamp, marks)
+            assert caught.value.entry == self.model.entry(clash[0])
+            return
+        self.tree.fill(start, start + count, value, stamp, marks)
+        for pfn in range(start, start + count):
+            self.model.entries[pfn] = [0, value, stamp, set(marks)]
 
     @rule(data=st.data())
     def erase(self, data: st.DataObject) -> None:

@@ -220,7 +220,7 @@ class Topology:
                 raise AssertionError(f"{name} exited:\n{service.output()}")
             try:
                 with httpx.Client(trust_env=False, timeout=1) as client:
-                    if client.get(f"{self.url(name, port)}/healthz").status_code == 200:
+                    if client.get(f"{self.url(name, port)}/readyz").status_code == 200:
                         return
             except httpx.TransportError:
                 pass

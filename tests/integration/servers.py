@@ -1,8 +1,9 @@
 """Real ``pageholder serve`` processes on loopback, started and stopped by the tests.
 
 ``running_server(...)`` starts the installed ``pageholder`` command on a free port of
-127.0.0.1, waits (bounded) until ``/healthz`` answers, and on exit sends SIGTERM, waits
-(bounded) and kills if it must: the process never outlives the test, whatever happens.
+127.0.0.1, waits (bounded) until ``/readyz`` answers (its stored holds recovered), and on
+exit sends SIGTERM, waits (bounded) and kills if it must: the process never outlives the
+test, whatever happens.
 Its stdout and stderr go to files; ``Server.output()`` reads them back, and the context
 manager prints them on exit, which pytest shows only when the test failed.
 """
@@ -83,18 +84,19 @@ class Server:
             f"--- stderr ---\n{self.stderr()}--- end ---\n"
         )
 
-    def wait_healthy(self, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Return once /healthz answers 200; raise if the process exits or time runs out."""
+    def wait_healthy(self, timeout_s: float = START_TIMEOUT_S, path: str = "/healthz") -> None:
+        """Return once ``path`` answers 200; raise if the process exits or time runs out.
+        ``/healthz``: the process is up; ``/readyz``: it also recovered its stored holds."""
         deadline = time.monotonic() + timeout_s
         with httpx.Client(base_url=self.url, trust_env=False, timeout=1.0) as http:
             while True:
                 if self.process.poll() is not None:
                     raise ServerExited(self)
                 with contextlib.suppress(httpx.TransportError):
-                    if http.get("/healthz").status_code == 200:
+                    if http.get(path).status_code == 200:
                         return
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"no /healthz within {timeout_s} s\n{self.output()}")
+                    raise TimeoutError(f"no {path} within {timeout_s} s\n{self.output()}")
                 time.sleep(0.05)
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> bool:
@@ -126,7 +128,7 @@ def start_server(
     pageholder: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Server:
-    """Start ``pageholder serve`` on a free port and wait until it is healthy.
+    """Start ``pageholder serve`` on a free port and wait until it is ready (/readyz).
 
     Output goes to ``workdir/serve-<port>.{out,err}``. ``admin_token=None`` starts it
     without ``PAGEHOLDER_ADMIN_TOKEN`` (it then makes one up, or reads ``data_dir``'s).
@@ -158,7 +160,7 @@ def start_server(
             )
         server = Server(process, command, port, stdout_path, stderr_path)
         try:
-            server.wait_healthy()
+            server.wait_healthy(path="/readyz")
             return server
         except ServerExited:
             if "address already in use" not in server.stderr() or attempt + 1 == START_ATTEMPTS:

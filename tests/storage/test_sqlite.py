@@ -15,8 +15,7 @@ from pageholder.service.storage.sqlite import DB_FILE, SCHEMA_VERSION, Store, St
 
 async def test_a_new_store_is_created_at_the_current_schema(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "data")
-    snapshot = store.load()
-    assert (snapshot.holders, snapshot.holds, snapshot.block_states) == ([], [], {})
+    assert (store.holders(), list(store.hold_runs()), store.block_states()) == ([], [], {})
     store.close_now()
     db = sqlite3.connect(tmp_path / "data" / DB_FILE)
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -54,11 +53,11 @@ async def test_ops_round_trip_and_group_commit(tmp_path: Path) -> None:
     await store.submit([UnblockOp(8)])
     await store.close()
     reopened = Store.open(tmp_path)
-    snapshot = reopened.load()
+    holders, runs, blocks = reopened.holders(), list(reopened.hold_runs()), reopened.block_states()
     reopened.close_now()
-    assert [h[0] for h in snapshot.holders] == ["nic0"]
-    assert [h[0] for h in snapshot.holds] == [1000 + i for i in range(1, 100)]
-    assert snapshot.block_states == {7: "offline"}
+    assert [h[0] for h in holders] == ["nic0"]
+    assert [(r.pfn, r.nr_holds) for r in runs] == [(1000 + i, 1) for i in range(1, 100)]
+    assert blocks == {7: "offline"}
 
 
 async def test_a_bad_submission_fails_the_later_ones_until_resume(tmp_path: Path) -> None:
@@ -81,7 +80,7 @@ async def test_a_bad_submission_fails_the_later_ones_until_resume(tmp_path: Path
     await store.submit([HolderOp("gpu0", None, 10.0, "", 1.0, "h2", "s")])
     await store.close()
     reopened = Store.open(tmp_path)
-    names = [h[0] for h in reopened.load().holders]
+    names = [h[0] for h in reopened.holders()]
     reopened.close_now()
     assert names == ["gpu0", "nic0"]
 

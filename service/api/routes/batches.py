@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from fastapi import APIRouter, Response
 
@@ -23,6 +24,7 @@ from pageholder.service.core.batch import (
     batch_unset,
     expand,
 )
+from pageholder.service.core.bulk import CreatedRun, batch_set_ranges
 from pageholder.service.core.errors import InvalidRequest
 from pageholder.service.core.registry import ADMIN
 
@@ -57,33 +59,52 @@ BATCH_UNSET_PROBLEMS = documented(
 )
 
 
-def _entries(pages: list[BatchPage], ranges: list[BatchRange]) -> list[tuple[int, int]]:
+def _check_size(pages: list[BatchPage], ranges: list[BatchRange]) -> None:
     total = len(pages) + sum(r.nr_pages for r in ranges)
     if total > MAX_BATCH_ENTRIES:
         raise HTTPProblem(
             "payload_too_large", f"{total} entries; a batch holds at most {MAX_BATCH_ENTRIES}"
         )
+
+
+def _entries(pages: list[BatchPage], ranges: list[BatchRange]) -> list[tuple[int, int]]:
+    _check_size(pages, ranges)
     return expand([(p.pfn, p.order) for p in pages], [(r.start_pfn, r.nr_pages) for r in ranges])
 
 
-def _response(items: list[BatchItem]) -> Response:
+def _response(items: Sequence[BatchItem | CreatedRun]) -> Response:
     """The batch's answer, serialized straight from the core's results: validating
     65536 response models one by one cost a fifth of a batch (``BatchResponse`` is
-    still the documented shape)."""
-    results = [
-        {"pfn": i.pfn, "order": i.order, "status": i.status}
-        if i.code is None
-        else {
-            "pfn": i.pfn,
-            "order": i.order,
-            "status": i.status,
-            "code": i.code,
-            "detail": i.detail,
-        }
-        for i in items
-    ]
-    body = json.dumps({"results": results}, separators=(",", ":"))
+    still the documented shape). A ``CreatedRun`` is written by a string template, one
+    C-level format per page."""
+    parts: list[str] = []
+    singles: list[dict[str, object]] = []
+    for item in items:
+        if isinstance(item, CreatedRun):
+            if singles:
+                parts.append(json.dumps(singles, separators=(",", ":"))[1:-1])
+                singles = []
+            start = item.start_pfn
+            parts.append(",".join(map(_CREATED.__mod__, range(start, start + item.nr_pages))))
+        elif item.code is None:
+            singles.append({"pfn": item.pfn, "order": item.order, "status": item.status})
+        else:
+            singles.append(
+                {
+                    "pfn": item.pfn,
+                    "order": item.order,
+                    "status": item.status,
+                    "code": item.code,
+                    "detail": item.detail,
+                }
+            )
+    if singles:
+        parts.append(json.dumps(singles, separators=(",", ":"))[1:-1])
+    body = '{"results":[' + ",".join(parts) + "]}"
     return Response(body, media_type="application/json")
+
+
+_CREATED = '{"pfn":%d,"order":0,"status":"created"}'
 
 
 def _actor(principal: Principal) -> str | None:
@@ -104,11 +125,24 @@ async def set_many(
     holder = body.holder or principal.holder
     if holder is None:
         raise InvalidRequest("the admin must name the holder", field="holder")
-    entries = _entries(body.pages, body.ranges)
+    if body.ranges:
+        _check_size(body.pages, body.ranges)
+        # Ranges are taken as ranges: a free run is held in one step (core/bulk.py).
+        return _response(
+            await batch_set_ranges(
+                registry,
+                holder,
+                [(p.pfn, p.order) for p in body.pages],
+                [(r.start_pfn, r.nr_pages) for r in body.ranges],
+                overwrite=body.overwrite,
+                atomic=body.atomic,
+                actor=_actor(principal),
+            )
+        )
     items = await batch_set(
         registry,
         holder,
-        entries,
+        _entries(body.pages, body.ranges),
         overwrite=body.overwrite,
         atomic=body.atomic,
         actor=_actor(principal),

@@ -28,9 +28,9 @@ async def healthz() -> Health:
     openapi_extra={"security": []},
 )
 async def readyz(state: StateDep) -> Health:
-    """The registry is loaded and takes requests."""
+    """The registry is loaded and takes requests (503 while it recovers its holds)."""
     if not state.ready:
-        raise HTTPProblem("not_ready", "the registry is starting or stopping")
+        raise HTTPProblem("not_ready", state.readiness.detail())
     return Health(status="ok")
 
 
