@@ -23,12 +23,12 @@
 # apt-get to install one, no namespaces. Any other problem fails.
 #
 # PAGEHOLDER_CONTAINERS_CACHE: where the base's root filesystem is cached
-# (default: ${XDG_CACHE_HOME:-~/.cache}/pageholder-containers).
+# (default: /var/cache/pageholder-containers).
 set -euo pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE="$ROOT/tests/containers"
-CACHE="${PAGEHOLDER_CONTAINERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pageholder-containers}"
+CACHE="${PAGEHOLDER_CONTAINERS_CACHE:-/var/cache/pageholder-containers}"
 RUN_PREFIX=/var/tmp/pageholder-containers.
 SUBSYSTEMS=(nic0 gpu0 rdma0)
 EXPECTED_BLOCKS=("40=offline" "41=offline" "42=offline" "44=online")  # docker-compose.yml's scenario
