@@ -14,8 +14,8 @@
 #     compose v1 rejects; -p names the project instead), published on a free loopback
 #     port: the registry healthy, then the subsystems (compose's depends_on gate, checked
 #     from the engine's events), then the offliner, whose exit code is the test's.
-#  6. Restarts the registry's container: the same state comes back from its volume, and
-#     it runs as uid 10001.
+#  6. Restarts the registry's container, then replaces it with a new one: each time the
+#     same state comes back (the second time from the volume alone); it runs as uid 10001.
 #  7. Removes every container, network, volume and image, stops the daemon and deletes
 #     its folder, also after a failure (trap), which prints the containers' logs first.
 #
@@ -320,21 +320,35 @@ ok "the offliner exited 0: blocks 40-42 went offline, block 44 (rdma0 refuses) s
 
 before=$(python3 "$HERE/registry_state.py" "$URL" "$TOKEN" "${EXPECTED_BLOCKS[@]}") ||
     fail "the registry's state, read from the host, is not the scenario's"
-started=$(docker inspect -f '{{.State.StartedAt}}' "$REGISTRY")
+
+same_state_after() {  # WHAT: the registry is healthy again and reads as it did before
+    wait_healthy "$REGISTRY" 60
+    after=$(python3 "$HERE/registry_state.py" "$URL" "$TOKEN" "${EXPECTED_BLOCKS[@]}") ||
+        fail "after $1, the registry's state is not the scenario's"
+    [ "$before" = "$after" ] || fail "the state changed across $1:
+before: $before
+after:  $after"
+}
+
 say "restarting the registry's container"
+started=$(docker inspect -f '{{.State.StartedAt}}' "$REGISTRY")
 timeout 60 "${COMPOSE[@]}" restart --timeout 10 registry || fail "compose restart registry failed"
 [ "$(docker inspect -f '{{.State.StartedAt}}' "$REGISTRY")" != "$started" ] ||
     fail "the registry's container did not restart"
-wait_healthy "$REGISTRY" 60
-after=$(python3 "$HERE/registry_state.py" "$URL" "$TOKEN" "${EXPECTED_BLOCKS[@]}") ||
-    fail "after the restart, the registry's state is not the scenario's"
-[ "$before" = "$after" ] || fail "the state changed across the restart:
-before: $before
-after:  $after"
+same_state_after "a restart"
+ok "after a restart of its container the registry has the same state"
+
+say "recreating the registry's container: only the volume is left of the old one"
+timeout 60 "${COMPOSE[@]}" up --detach --no-build --no-deps --force-recreate registry ||
+    fail "compose could not recreate the registry"
+old=$REGISTRY
+REGISTRY=$(container_of registry)
+[ "$REGISTRY" != "$old" ] || fail "the registry's container was not recreated"
+same_state_after "a new container"
 owner=$(docker exec "$REGISTRY" stat -c %u /data/pageholder.db) ||
     fail "no /data/pageholder.db in the registry's volume"
 [ "$owner" = "$UID_EXPECTED" ] || fail "/data/pageholder.db belongs to uid $owner"
-ok "after a restart the registry has the same state, from its volume (/data/pageholder.db)"
+ok "a new registry container has the same state, from the volume (/data/pageholder.db)"
 runs_as_uid "$REGISTRY"
 ok "the registry runs as uid $UID_EXPECTED, not root"
 
