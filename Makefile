@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench openapi clean browser screenshots
+.PHONY: run test test-containers lint typecheck unit bench openapi clean browser screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ browser:
 
 test: lint typecheck browser
 	$(BIN)/pytest
+
+# The Dockerfile and docker-compose.yml on a real engine (root; installs what it needs).
+test-containers:
+	bash tests/containers/run.sh
 
 # README's console screenshots, taken by the browser tests
 screenshots: $(STAMP) browser
