@@ -17,14 +17,24 @@ from pageholder.service.api import console, docs, problems
 from pageholder.service.api.auth import TokenBook, load_admin_token
 from pageholder.service.api.authfirst import AuthFirst
 from pageholder.service.api.metrics import Metrics
-from pageholder.service.api.middleware import BodyLimit, CountRequests
-from pageholder.service.api.routes import batches, blocks, health, holders, pages, whoami, zones
+from pageholder.service.api.middleware import BodyLimit, CountRequests, RevisionHeader
+from pageholder.service.api.routes import (
+    batches,
+    blocks,
+    events,
+    health,
+    holders,
+    pages,
+    whoami,
+    zones,
+)
 from pageholder.service.api.state import ServiceState
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import ReleaseCaller
 from pageholder.service.core.registry import Registry
 from pageholder.service.settings import Settings
 from pageholder.service.storage.recovery import Durable, open_durable, recover
+from pageholder.service.storage.sqlite import Store
 from pageholder.service.webhooks.addresses import AddressPolicy
 from pageholder.service.webhooks.caller import WebhookCaller
 from pageholder.service.webhooks.transport import CheckedTransport
@@ -43,6 +53,24 @@ start (or a holder's token returned by `POST /v1/holders`).
 
 def _operation_id(route: APIRoute) -> str:
     return route.name
+
+
+#: With a store, memory keeps the recent revisions only (the store keeps the retention):
+#: at most this many, and at most this many parts plus holds.
+MEMORY_KEEP = 10_000
+MEMORY_KEEP_WEIGHT = 1_000_000
+
+
+def keep_events(registry: Registry, store: Store | None, settings: Settings) -> None:
+    """How many revisions memory and the store keep for ``GET /v1/events``."""
+    log = registry.events
+    log.watcher_limit = settings.events_buffer
+    if store is None:  # memory is the whole history
+        log.keep = settings.events_retention
+        return
+    store.retention = settings.events_retention
+    log.keep = min(MEMORY_KEEP, settings.events_retention)
+    log.keep_weight = MEMORY_KEEP_WEIGHT
 
 
 def create_app(
@@ -89,6 +117,7 @@ def create_app(
             )
             store = None if opened is None else opened.store
             registry = Registry(memory_layout, caller, journal=store)
+            keep_events(registry, store, settings)
             if opened is not None:
                 assert store is not None
                 recovered = recover(registry, opened.snapshot)
@@ -103,6 +132,7 @@ def create_app(
                 tokens=TokenBook(admin.token, registry),
                 http=http,
                 metrics=metrics,
+                store=store,
             )
             metrics.watch(registry)
             app.state.service = state
@@ -139,9 +169,10 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    for module in (holders, pages, batches, zones, blocks, health, whoami):
+    for module in (holders, pages, batches, zones, blocks, health, whoami, events):
         app.include_router(module.router)
     app.add_middleware(AuthFirst)  # innermost of these: after the size limit, before routes
+    app.add_middleware(RevisionHeader)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(CountRequests, metrics=metrics)
     return app

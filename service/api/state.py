@@ -10,6 +10,7 @@ from pageholder.service.api.auth import AdminToken, TokenBook
 from pageholder.service.api.metrics import Metrics
 from pageholder.service.core.registry import Registry
 from pageholder.service.settings import Settings
+from pageholder.service.storage.sqlite import Store
 
 
 @dataclass(slots=True)
@@ -21,3 +22,4 @@ class ServiceState:
     http: httpx.AsyncClient
     metrics: Metrics
     ready: bool = False
+    store: Store | None = None  # where GET /v1/events reads revisions memory no longer has

@@ -78,4 +78,5 @@ def recover(registry: Registry, snapshot: Snapshot) -> int:
         last_stamp = max(last_stamp, since_us)
     registry.advance_stamp(last_stamp)
     registry.blocks.recover(snapshot.block_states)
+    registry.events.start_at(snapshot.revision)
     return len(snapshot.holds)
