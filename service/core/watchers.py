@@ -89,11 +89,15 @@ class Watcher:
             return
         self._buffer.append(parts)
         self._waiting += len(parts)
+        log = self._log
+        if self._waiting > log.peak_waiting:
+            log.peak_waiting = self._waiting
         if self._waiting > self.limit:
             self.overflowed = True
             self._buffer = []
             self._waiting = 0
-            self._log.unsubscribe(self)
+            log.overflows += 1
+            log.unsubscribe(self)
         self._ready.set()
 
     @property
@@ -142,6 +146,8 @@ class EventLog:
         self.keep = keep
         self.keep_weight = keep_weight
         self.watcher_limit = watcher_limit
+        self.peak_waiting = 0  # the most parts one watcher ever had waiting
+        self.overflows = 0  # watchers dropped for falling behind
         self._recent: deque[Revision] = deque()
         self._weight = 0
         self._watchers: set[Watcher] = set()

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from pageholder.service.api.auth import Principal
 from pageholder.service.api.deps import PrincipalDep
@@ -30,6 +33,7 @@ from pageholder.service.core.watchers import EventLog, visible
 from pageholder.service.storage.sqlite import Store
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
+log = logging.getLogger("pageholder.events")
 
 EVENT_STREAM: Final = "text/event-stream"
 SEP: Final = "\n"
@@ -170,6 +174,17 @@ async def stream(
         watcher.close()
 
 
+class EventStream(EventSourceResponse):
+    """sse-starlette's response; a subscriber dropped for taking no bytes is logged, not
+    a crash (its connection is closed either way)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            log.info("dropped an event subscriber that took no bytes for %s s", self.send_timeout)
+
+
 def _overflow(after: int) -> bytes:
     data = json.dumps({"rev": after, "detail": "fell too far behind; resume from the last id"})
     return ServerSentEvent(data, event="overflow", sep=SEP).encode()
@@ -182,7 +197,7 @@ def _keepalive() -> ServerSentEvent:
 @router.get(
     "",
     name="watch_events",
-    response_class=EventSourceResponse,
+    response_class=EventStream,
     responses=STREAM_DOC,
 )
 async def watch_events(
@@ -199,7 +214,7 @@ async def watch_events(
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", description="like `since`; wins over it")
     ] = None,
-) -> EventSourceResponse:
+) -> EventStream:
     """Every committed change after `since`, in revision order, then live (SSE).
 
     Admin tokens see every event; a holder's token its own holder and hold events
@@ -210,7 +225,7 @@ async def watch_events(
     categories = parse_types(types)
     after = start_after(state.registry.events, state.store, since, last_event_id)
     settings = state.settings
-    return EventSourceResponse(
+    return EventStream(
         stream(state, principal, categories, after),
         headers={REVISION_HEADER: str(after)},
         ping=settings.events_keepalive_s,
