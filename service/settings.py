@@ -62,7 +62,7 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="a subscriber that takes no bytes this long is dropped"
     )
     events_flush_interval_s: float = Field(
-        default=0.005, ge=0, description="a busy stream sends what piled up at most this often"
+        default=0.025, ge=0, description="a busy stream sends what piled up at most this often"
     )
 
     @model_validator(mode="after")
