@@ -25,18 +25,20 @@ async def test_an_event_commits_with_its_change_and_not_without_it(tmp_path: Pat
     await store.submit([HolderOp("nic0", None, 10.0, "", 1.0, "h", "s")], None, revision(1))
     good = store.submit([HoldOp(5, 0, "nic0", 1)], None, revision(2))
     bad = store.submit([HoldOp(6, 0, "nobody", 2)], None, revision(3))  # no such holder
-    after = store.submit([HoldOp(7, 0, "nic0", 3)], None, revision(4))
+    after = store.submit([HoldOp(7, 0, "nic0", 3)], None, revision(4))  # fails: after bad
     await good
-    with pytest.raises(StorageUnavailable):
-        await bad
-    await after
+    for failed in (bad, after):
+        with pytest.raises(StorageUnavailable):
+            await failed
+    store.resume()  # what the registry does once memory is back
+    await store.submit([HoldOp(7, 0, "nic0", 3)], None, revision(5))
     kept = store.read_revisions(0, 100)
-    assert [r.rev for r in kept] == [1, 2, 4]  # 3 failed with its change
+    assert [r.rev for r in kept] == [1, 2, 5]  # 3 and 4 failed with their changes
     assert kept[1].bodies[0] == EventBody(EventType.HOLD_CREATED, "nic0", [(2, 0)])
-    assert [r.rev for r in store.read_revisions(2, 1)] == [4]
+    assert [r.rev for r in store.read_revisions(2, 1)] == [5]
     await store.close()
     again = Store.open(tmp_path)
-    assert again.load().revision == 4  # where revisions go on after a restart
+    assert again.load().revision == 5  # where revisions go on after a restart
     assert [h[0] for h in again.load().holds] == [5, 7]
     again.close_now()
 
