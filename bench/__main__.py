@@ -16,6 +16,7 @@ BENCHES = {
     "peer": "bench.bench_peer",
     "cli": "bench.bench_cli",
     "bighost": "bench.bench_bighost",
+    "events": "bench.bench_events",
 }
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pageholder.cli import commands, demo, serve, simulate
+from pageholder.cli import commands, demo, serve, simulate, watch
 from pageholder.cli.console import out
 
 cli = typer.Typer(
@@ -55,6 +55,7 @@ serve.register(cli)
 commands.register(cli)
 simulate.register(cli)
 demo.register(cli)
+watch.register(cli)
 
 
 def main() -> None:

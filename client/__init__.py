@@ -7,6 +7,9 @@ subclass of its ``code`` (``PageHeld``, ``OfflineFailed``, ...; ``EXCEPTIONS_BY_
 is the table), a request without an answer a ``TransportError``; both are
 ``ClientError``. ``Timeout`` and ``Retry`` configure a client.
 
+``watch()`` follows every committed change as ``Event``s (Server-Sent Events that
+resume by themselves after a dropped connection or a restart).
+
 ``ReleaseReceiver`` is the holder's side of the release webhook: an ASGI app that
 verifies the registry's signed ``page.release`` calls and hands each one, as a
 ``ReleaseRequest``, to the subsystem's callback, whose ``ReleaseResult`` is the answer.
@@ -26,6 +29,7 @@ from ._exceptions import (
     Conflict,
     ConnectError,
     CrossesZone,
+    EventsCompacted,
     Forbidden,
     HolderExists,
     HolderHasHolds,
@@ -79,6 +83,7 @@ from ._receiver import (
     RunningReceiver,
     serve_receiver,
 )
+from ._watch import Event
 
 __all__ = [
     "AsyncPageHolderClient",
@@ -93,6 +98,8 @@ __all__ = [
     "ConnectError",
     "CrossesZone",
     "EXCEPTIONS_BY_CODE",
+    "Event",
+    "EventsCompacted",
     "FieldError",
     "Forbidden",
     "Hold",

@@ -33,6 +33,7 @@ from ._models import (
     Zone,
     parse,
 )
+from ._watch import EVENT_STREAM, Watch
 
 __all__ = ["UNSET", "BaseClient", "Call", "PageSpec", "RangeSpec", "Unset"]
 
@@ -196,6 +197,35 @@ class BaseClient:
                 f"{call.method} {call.path}: HTTP {status} with an unexpected body: {exc}",
                 status=status,
             ) from exc
+
+    # -- watching: what both twins' watch() share ---------------------------------------
+
+    def _watch_request(self, http: httpx.Client | httpx.AsyncClient, watch: Watch) -> httpx.Request:
+        """The request that (re)opens ``watch``'s stream, after its last revision."""
+        params, headers = watch.request()
+        return http.build_request(
+            "GET",
+            self.url + "/v1/events",
+            params=params,
+            headers={**self.headers, **headers},
+            timeout=self.timeout.to_httpx(),
+        )
+
+    def _watch_opened(self, response: httpx.Response) -> bool:
+        """True: the stream is open. False: a temporary refusal (502/503/504: a registry
+        starting or stopping), connect again. A final refusal's error is raised (the
+        body must have been read): ``EventsCompacted``, ``Unauthorized``, ..."""
+        status = response.status_code
+        content_type = response.headers.get("content-type", "")
+        if status == 200 and content_type.startswith(EVENT_STREAM):
+            return True
+        if status in self.retry.statuses:
+            return False
+        if status >= 400:
+            raise error_from_problem(status, _problem(response))
+        raise UnexpectedResponse(
+            f"GET /v1/events: HTTP {status} ({content_type or 'no content type'})", status=status
+        )
 
     # -- holders --------------------------------------------------------------------------
 

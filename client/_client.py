@@ -12,6 +12,12 @@ with its own headers and timeouts, and leaves closing it to you. Every method is
         registry.hold(1048576, "nic0", order=9)
         for hold in registry.iter_holds(holder="nic0"):
             ...
+        for event in registry.watch(types=["hold"]):    # every change from now on
+            ...
+
+``watch()`` reconnects by itself (a dropped connection, an overflow, a registry that
+restarts) and resumes after the last revision it handed out: no gaps, no duplicates.
+It gives up, raising the last error, after ``reconnect_for_s`` without a connection.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import httpx
 
 from ._base import UNSET, BaseClient, Call, PageSpec, RangeSpec, Unset
 from ._config import DEFAULT_RETRY, DEFAULT_TIMEOUT, Retry, Timeout
-from ._exceptions import NotReady, transport_error
+from ._exceptions import NotReady, TransportError, transport_error
 from ._models import (
     BatchResult,
     Block,
@@ -41,6 +47,7 @@ from ._models import (
     Released,
     Zone,
 )
+from ._watch import RECONNECT_FOR_S, Event, Overflowed, Watch
 
 __all__ = ["AsyncPageHolderClient", "PageHolderClient"]
 
@@ -274,6 +281,45 @@ class PageHolderClient(BaseClient):
     get_page = owner
     offline_block = offline
     online_block = online
+    # -- events ---------------------------------------------------------------------------
+
+    def watch(
+        self,
+        since: int | None = None,
+        *,
+        types: Iterable[str] | None = None,
+        reconnect_for_s: float = RECONNECT_FOR_S,
+    ) -> Iterator[Event]:
+        """Every change after revision ``since`` (None: from now), then live, forever.
+
+        ``types``: categories to keep (``hold``, ``holder``, ``block``). Raises
+        ``EventsCompacted`` when ``since`` is older than the registry keeps.
+        """
+        watch = Watch(since, types)
+        down_since: float | None = None
+        attempt = 0
+        while True:
+            try:
+                request = self._watch_request(self._http, watch)
+                response = self._http.send(request, stream=True)
+                try:
+                    if not self._watch_opened(_read(response)):
+                        raise _Refused(response.status_code)
+                    watch.connected()
+                    down_since, attempt = None, 0
+                    for line in response.iter_lines():
+                        yield from watch.feed(line)
+                finally:
+                    response.close()
+                error: Exception = _Ended()
+            except (httpx.RequestError, httpx.StreamError, Overflowed, _Refused) as exc:
+                error = exc
+            attempt += 1
+            now = time.monotonic()
+            down_since = down_since or now
+            if now - down_since > reconnect_for_s:
+                raise _gave_up(error)
+            time.sleep(self.retry.backoff(attempt) if attempt > 1 else 0.0)
 
 
 class AsyncPageHolderClient(BaseClient):
@@ -505,3 +551,74 @@ class AsyncPageHolderClient(BaseClient):
     get_page = owner
     offline_block = offline
     online_block = online
+    # -- events ---------------------------------------------------------------------------
+
+    async def watch(
+        self,
+        since: int | None = None,
+        *,
+        types: Iterable[str] | None = None,
+        reconnect_for_s: float = RECONNECT_FOR_S,
+    ) -> AsyncIterator[Event]:
+        """Every change after revision ``since`` (None: from now), then live, forever.
+
+        ``types``: categories to keep (``hold``, ``holder``, ``block``). Raises
+        ``EventsCompacted`` when ``since`` is older than the registry keeps.
+        """
+        watch = Watch(since, types)
+        down_since: float | None = None
+        attempt = 0
+        while True:
+            try:
+                request = self._watch_request(self._http, watch)
+                response = await self._http.send(request, stream=True)
+                try:
+                    if response.status_code != 200:
+                        await response.aread()
+                    if not self._watch_opened(response):
+                        raise _Refused(response.status_code)
+                    watch.connected()
+                    down_since, attempt = None, 0
+                    async for line in response.aiter_lines():
+                        for event in watch.feed(line):
+                            yield event
+                finally:
+                    await response.aclose()
+                error: Exception = _Ended()
+            except (httpx.RequestError, httpx.StreamError, Overflowed, _Refused) as exc:
+                error = exc
+            attempt += 1
+            now = time.monotonic()
+            down_since = down_since or now
+            if now - down_since > reconnect_for_s:
+                raise _gave_up(error)
+            await asyncio.sleep(self.retry.backoff(attempt) if attempt > 1 else 0.0)
+
+
+class _Refused(Exception):
+    """A temporary refusal of the event stream (502/503/504)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"GET /v1/events: HTTP {status}")
+        self.status = status
+
+
+class _Ended(Exception):
+    """The server ended the stream (it is stopping)."""
+
+    def __init__(self) -> None:
+        super().__init__("the registry ended the event stream")
+
+
+def _read(response: httpx.Response) -> httpx.Response:
+    """An error answer's body, read (a stream's is left alone)."""
+    if response.status_code != 200:
+        response.read()
+    return response
+
+
+def _gave_up(error: Exception) -> Exception:
+    """What a watch raises when it cannot get a stream back in time."""
+    if isinstance(error, httpx.RequestError):
+        return transport_error(error)
+    return TransportError(f"no event stream: {error}")

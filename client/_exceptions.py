@@ -28,6 +28,7 @@
         │   └── OfflineFailed               offline_failed        409  (.report)
         ├── Unauthorized                    unauthorized          401
         ├── Forbidden                       forbidden             403
+        ├── EventsCompacted                 events_compacted      410  (.oldest_rev)
         ├── MethodNotAllowed                method_not_allowed    405
         ├── PayloadTooLarge                 payload_too_large     413
         ├── ReleaseFailed                   release_failed        502
@@ -248,6 +249,15 @@ class Forbidden(PageHolderError):
     """The token is known but may not do this (not the admin, not this holder)."""
 
 
+class EventsCompacted(PageHolderError):
+    """A watch from a revision the registry no longer keeps: list the state again and
+    watch from the revision that listing reflects; ``oldest_rev`` is the oldest kept."""
+
+    @property
+    def oldest_rev(self) -> int | None:
+        return _int_or_none(self.problem.get("oldest_rev"))
+
+
 class MethodNotAllowed(PageHolderError):
     """The route does not take this HTTP method."""
 
@@ -296,6 +306,7 @@ EXCEPTIONS_BY_CODE: Final[Mapping[str, type[PageHolderError]]] = MappingProxyTyp
         "offline_failed": OfflineFailed,
         "unauthorized": Unauthorized,
         "forbidden": Forbidden,
+        "events_compacted": EventsCompacted,
         "method_not_allowed": MethodNotAllowed,
         "payload_too_large": PayloadTooLarge,
         "release_failed": ReleaseFailed,

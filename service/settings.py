@@ -49,6 +49,22 @@ class Settings(BaseSettings):
         default=10, ge=1, description="SIGTERM: in-flight requests finish within, then cancelled"
     )
 
+    events_retention: int = Field(
+        default=100_000, ge=1, description="revisions kept for GET /v1/events at least"
+    )
+    events_keepalive_s: float = Field(
+        default=15.0, gt=0, description="a comment on every event stream this often"
+    )
+    events_buffer: int = Field(
+        default=4096, ge=1, description="event parts a subscriber may fall behind (overflow)"
+    )
+    events_send_timeout_s: float = Field(
+        default=30.0, gt=0, description="a subscriber that takes no bytes this long is dropped"
+    )
+    events_flush_interval_s: float = Field(
+        default=0.025, ge=0, description="a busy stream sends what piled up at most this often"
+    )
+
     @model_validator(mode="after")
     def _retry_bounds(self) -> Settings:
         if self.webhook_retry_min_s > self.webhook_retry_max_s:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pageholder.service.core.errors import StorageUnavailable
+from pageholder.service.core.events import Revision
 from pageholder.service.core.journal import (
     BlockOp,
     HolderOp,
@@ -44,12 +45,18 @@ class FakeJournal:
     queue: deque[_Submitted | object] = field(default_factory=deque)
     halted: bool = False
     failures: int = 0
+    revisions: list[int] = field(default_factory=list)  # submitted with their ops
 
     def submit(
-        self, ops: Sequence[Op], on_failure: Callable[[], None] | None = None
+        self,
+        ops: Sequence[Op],
+        on_failure: Callable[[], None] | None = None,
+        revision: Revision | None = None,
     ) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.queue.append(_Submitted(ops, future, on_failure))
+        if revision is not None:
+            self.revisions.append(revision.rev)
         return future
 
     def resume(self) -> None:

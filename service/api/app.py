@@ -21,9 +21,18 @@ from pageholder.service.api.auth import TokenBook, load_admin_token
 from pageholder.service.api.authfirst import AuthFirst
 from pageholder.service.api.fast import FastPages
 from pageholder.service.api.metrics import Metrics
-from pageholder.service.api.middleware import BodyLimit, CountRequests
+from pageholder.service.api.middleware import BodyLimit, CountRequests, RevisionHeader
 from pageholder.service.api.readiness import NotReadyGate, Readiness
-from pageholder.service.api.routes import batches, blocks, health, holders, pages, whoami, zones
+from pageholder.service.api.routes import (
+    batches,
+    blocks,
+    events,
+    health,
+    holders,
+    pages,
+    whoami,
+    zones,
+)
 from pageholder.service.api.state import ServiceState
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import ReleaseCaller
@@ -70,6 +79,11 @@ TAGS: list[dict[str, Any]] = [
         "name": "blocks",
         "description": "Memory blocks: what is held in each and whether it is removable; "
         "taking one offline (hot-remove) and back online.",
+    },
+    {
+        "name": "events",
+        "description": "Every committed change as a resumable Server-Sent Events stream "
+        "(watch from a revision).",
     },
     {"name": "health", "description": "Liveness and readiness probes, Prometheus metrics."},
 ]
@@ -139,6 +153,24 @@ async def _recover(
     _become_ready(state)
 
 
+#: With a store, memory keeps the recent revisions only (the store keeps the retention):
+#: at most this many, and at most this many parts plus holds.
+MEMORY_KEEP = 10_000
+MEMORY_KEEP_WEIGHT = 1_000_000
+
+
+def keep_events(registry: Registry, store: Store | None, settings: Settings) -> None:
+    """How many revisions memory and the store keep for ``GET /v1/events``."""
+    log = registry.events
+    log.watcher_limit = settings.events_buffer
+    if store is None:  # memory is the whole history
+        log.keep = settings.events_retention
+        return
+    store.retention = settings.events_retention
+    log.keep = min(MEMORY_KEEP, settings.events_retention)
+    log.keep_weight = MEMORY_KEEP_WEIGHT
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -188,6 +220,7 @@ def create_app(
             )
             store = None if opened is None else opened.store
             registry = Registry(memory_layout, caller, journal=store)
+            keep_events(registry, store, settings)
             if store is not None:
                 stack.push_async_callback(store.close)  # after in-flight requests finished
             admin = load_admin_token(settings.admin_token, data_dir)
@@ -199,6 +232,7 @@ def create_app(
                 http=http,
                 metrics=metrics,
                 readiness=readiness,
+                store=store,
             )
             metrics.watch(registry)
             app.state.service = state
@@ -244,12 +278,14 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    for module in (holders, pages, batches, zones, blocks, health, whoami):
+    for module in (holders, pages, batches, zones, blocks, health, whoami, events):
         app.include_router(module.router)
     # Innermost: the hot page routes answered ahead of FastAPI (fast.py), inside the
-    # body limit, auth-before-body, the readiness gate and the request metrics.
+    # body limit, auth-before-body, the revision header, the readiness gate and the
+    # request metrics.
     app.add_middleware(FastPages, routes=pages.router.routes)
     app.add_middleware(AuthFirst)  # after the size limit, before any body is read
+    app.add_middleware(RevisionHeader)
     # Outside auth: while recovering, holder tokens are not loaded yet; /v1 is a 503.
     app.add_middleware(NotReadyGate, readiness=readiness)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

@@ -1,4 +1,4 @@
-"""ASGI middleware: the body-size limit and the request counter."""
+"""ASGI middleware: the body-size limit, the request counter, the revision header."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pageholder.service.api import problems
 from pageholder.service.api.metrics import Metrics
+from pageholder.service.api.routes.events import REVISION_HEADER
 
 
 class BodyLimit:
@@ -77,3 +78,37 @@ class CountRequests:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
             self.metrics.requests.labels(scope["method"], template, str(status)).inc()
+
+
+_REVISION_HEADER = REVISION_HEADER.lower().encode()
+
+
+class RevisionHeader:
+    """``X-Pageholder-Revision`` on the answers to reads (``GET /v1/...``): the revision
+    handed out when the request came in. The read reflects at least that revision, so a
+    watch from it misses nothing (it may see a change the read already showed)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        service = getattr(scope["app"].state, "service", None) if "app" in scope else None
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or service is None
+            or not scope["path"].startswith("/v1/")
+        ):
+            await self.app(scope, receive, send)
+            return
+        revision = str(service.registry.events.revision).encode()
+
+        async def stamped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == _REVISION_HEADER for name, _ in headers):
+                    headers.append((_REVISION_HEADER, revision))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, stamped)

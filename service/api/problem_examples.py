@@ -138,4 +138,10 @@ EXAMPLES: Final[dict[str, tuple[str, str, dict[str, Any]]]] = {
         {},
     ),
     "not_ready": ("starting or stopping", "the registry is starting or stopping", {}),
+    "events_compacted": (
+        "those revisions are no longer kept",
+        "revision 17 is older than the oldest revision kept (100018); read the state again"
+        " and watch from its X-Pageholder-Revision",
+        {"oldest_rev": 100018},
+    ),
 }

@@ -48,6 +48,7 @@ STATUS: dict[str, int] = {
     "no_release_handler": 409,
     "offline_failed": 409,
     "forbidden": 403,
+    "events_compacted": 410,
     "release_failed": 502,
     "release_timeout": 504,
     "storage_unavailable": 503,

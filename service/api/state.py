@@ -11,6 +11,7 @@ from pageholder.service.api.metrics import Metrics
 from pageholder.service.api.readiness import Readiness
 from pageholder.service.core.registry import Registry
 from pageholder.service.settings import Settings
+from pageholder.service.storage.sqlite import Store
 
 
 @dataclass(slots=True)
@@ -23,3 +24,4 @@ class ServiceState:
     metrics: Metrics
     readiness: Readiness
     ready: bool = False
+    store: Store | None = None  # where GET /v1/events reads revisions memory no longer has

@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple, TypeVar
 
 from pageholder.service.core.errors import PageHolderError
+from pageholder.service.core.events import EventBody, EventType
 from pageholder.service.core.journal import Op, hold_op, set_ops, unhold_ops
-from pageholder.service.core.model import Hold, SetResult
-from pageholder.service.core.registry import ADMIN, Actor, Registry
+from pageholder.service.core.model import Hold, SetResult, SetStatus
+from pageholder.service.core.registry import ADMIN, Actor, Registry, released_events
 from pageholder.service.core.rules import MAX_BATCH_ENTRIES
 from pageholder.service.core.zone import ZoneHolds
 
@@ -50,6 +51,7 @@ async def _run(
     apply: Callable[[ZoneHolds, int, int], tuple[str, T]],
     undo: Callable[[ZoneHolds, T], None],
     ops_of: Callable[[T], list[Op]],
+    events_of: Callable[[list[T]], list[EventBody]],
     atomic: bool,
     recheck: Callable[[], None] | None = None,
 ) -> list[BatchItem]:
@@ -97,10 +99,9 @@ async def _run(
             for zh, token in reversed(done):
                 undo(zh, token)
 
-        # One submission: the batch commits whole or not at all.
-        pending = None
-        if registry.journal is not None:
-            pending = registry.submit([op for _, t in done for op in ops_of(t)], undo_all)
+        # One submission and one revision: the batch commits whole or not at all.
+        ops = [op for _, t in done for op in ops_of(t)] if registry.journal is not None else []
+        pending = registry.submit(ops, undo_all, events_of([t for _, t in done]))
     finally:
         if collecting:
             gc.enable()
@@ -148,7 +149,32 @@ async def batch_set(
     def recheck() -> None:
         registry.check_enrolled(holder)
 
-    return await _run(registry, entries, registry.place, apply, undo, ops_of, atomic, recheck)
+    def events_of(tokens: list[Token]) -> list[EventBody]:
+        created: list[tuple[int, int]] = []
+        overwritten: list[tuple[int, int]] = []
+        previous: dict[str, None] = {}
+        for token in tokens:
+            if not isinstance(token, SetResult):
+                created.append(token)
+            elif token.status is SetStatus.CREATED:
+                created.append((token.hold.pfn, token.hold.order))
+            elif token.status is SetStatus.OVERWRITTEN:
+                overwritten.append((token.hold.pfn, token.hold.order))
+                previous.update(dict.fromkeys(h.holder.name for h in token.previous))
+        events = []
+        if created:
+            events.append(EventBody(EventType.HOLD_CREATED, holder.name, created))
+        if overwritten:
+            events.append(
+                EventBody(
+                    EventType.HOLD_OVERWRITTEN, holder.name, overwritten, previous=tuple(previous)
+                )
+            )
+        return events
+
+    return await _run(
+        registry, entries, registry.place, apply, undo, ops_of, events_of, atomic, recheck
+    )
 
 
 async def batch_unset(
@@ -169,4 +195,9 @@ async def batch_unset(
     def ops_of(hold: Hold) -> list[Op]:
         return unhold_ops([hold])
 
-    return await _run(registry, entries, locate, apply, registry.undo_unset, ops_of, atomic)
+    def events_of(holds: list[Hold]) -> list[EventBody]:
+        return released_events(holds, unset=True)
+
+    return await _run(
+        registry, entries, locate, apply, registry.undo_unset, ops_of, events_of, atomic
+    )

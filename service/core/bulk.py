@@ -22,8 +22,9 @@ from typing import NamedTuple
 
 from pageholder.service.core.batch import BatchItem
 from pageholder.service.core.errors import PageHolderError
+from pageholder.service.core.events import EventBody, EventType
 from pageholder.service.core.journal import Op, hold_op, hold_range_op, set_ops
-from pageholder.service.core.model import Holder, SetResult
+from pageholder.service.core.model import Holder, SetResult, SetStatus
 from pageholder.service.core.registry import ADMIN, Actor, Registry
 from pageholder.service.core.zone import ZoneHolds
 
@@ -115,8 +116,8 @@ async def batch_set_ranges(
         except PageHolderError:
             step.undo_all()
             raise
-        if registry.journal is not None:
-            pending = registry.submit(step.ops, step.undo_all)
+        # One submission and one revision: the batch commits whole or not at all.
+        pending = registry.submit(step.ops, step.undo_all, step.events())
     finally:
         if collecting:
             gc.enable()
@@ -140,6 +141,26 @@ class _Steps:
         self.results: list[Result] = []
         self.ops: list[Op] = []
         self._undo: list[Callable[[], None]] = []
+        self._created: list[tuple[int, int]] = []
+        self._overwritten: list[tuple[int, int]] = []
+        self._previous: dict[str, None] = {}
+
+    def events(self) -> list[EventBody]:
+        """The batch's events, as ``batch.batch_set`` reports them."""
+        name = self.holder.name
+        events = []
+        if self._created:
+            events.append(EventBody(EventType.HOLD_CREATED, name, self._created))
+        if self._overwritten:
+            events.append(
+                EventBody(
+                    EventType.HOLD_OVERWRITTEN,
+                    name,
+                    self._overwritten,
+                    previous=tuple(self._previous),
+                )
+            )
+        return events
 
     def single(
         self, pfn: int, order: int, where: ZoneHolds | PageHolderError, atomic: bool
@@ -154,6 +175,7 @@ class _Steps:
                 self._undo.append(lambda: registry.undo_create(zh, pfn, holder, stamp))
                 self.ops.append(hold_op(pfn, order, holder, stamp))
                 self.results.append(BatchItem(pfn, order, "created"))
+                self._created.append((pfn, order))
                 return
             result: SetResult = registry.apply_set(
                 zh, pfn, order, holder, self.overwrite, self.actor, stamp
@@ -167,6 +189,11 @@ class _Steps:
         self._undo.append(lambda: registry.undo_set(zh, result))
         self.ops.extend(set_ops(result))
         self.results.append(BatchItem(pfn, order, result.status.value))
+        if result.status is SetStatus.CREATED:
+            self._created.append((pfn, order))
+        elif result.status is SetStatus.OVERWRITTEN:
+            self._overwritten.append((pfn, order))
+            self._previous.update(dict.fromkeys(h.holder.name for h in result.previous))
 
     def piece(self, piece: _Piece, atomic: bool) -> None:
         """A range's piece: whole if it can, else page by page."""
@@ -197,6 +224,7 @@ class _Steps:
         self._undo.append(undo)
         self.ops.append(hold_range_op(start, end - start, holder, stamp))
         self.results.append(CreatedRun(start, end - start))
+        self._created.extend((pfn, 0) for pfn in range(start, end))
         return True
 
     def undo_all(self) -> None:

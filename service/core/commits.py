@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from pageholder.service.core.errors import StorageUnavailable
+from pageholder.service.core.events import Revision
 from pageholder.service.core.journal import Journal, Op
 from pageholder.service.core.zone import ZoneHolds
 
@@ -52,15 +53,18 @@ class Commits:
         """Submissions neither committed nor unwound yet."""
         return len(self._pending)
 
-    def submit(self, ops: Sequence[Op], undo: Callable[[], None]) -> asyncio.Future[None]:
-        """Hand ``ops`` to the journal; the future is done once they committed, or fails
-        with ``StorageUnavailable`` once memory was put back (``undo`` ran). Call inside
-        the critical section that made the change."""
+    def submit(
+        self, ops: Sequence[Op], undo: Callable[[], None], revision: Revision | None = None
+    ) -> asyncio.Future[None]:
+        """Hand ``ops`` (and ``revision``, written in their transaction) to the journal;
+        the future is done once they committed, or fails with ``StorageUnavailable`` once
+        memory was put back (``undo`` ran). Call inside the critical section that made
+        the change."""
         self._last += 1
         number = self._last
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending[number] = _Pending(undo, future)
-        committed = self.journal.submit(ops)
+        committed = self.journal.submit(ops, None, revision)
         committed.add_done_callback(lambda done: self._landed(number, done))
         return future
 

@@ -26,6 +26,7 @@ code is mapped. Extension members (``holder``, ``head_pfn``, ``order``, ...) tra
     │   ├── NoReleaseHandler      no_release_handler
     │   └── OfflineFailed         offline_failed
     ├── Forbidden                 forbidden
+    ├── EventsCompacted           events_compacted     (+ oldest_rev)
     ├── ReleaseFailed             release_failed
     ├── ReleaseTimeout            release_timeout
     └── StorageUnavailable        storage_unavailable
@@ -125,6 +126,12 @@ class OfflineFailed(Conflict):
 
 class Forbidden(PageHolderError):
     code = "forbidden"
+
+
+class EventsCompacted(PageHolderError):
+    """A watch from a revision the registry no longer keeps (or never had)."""
+
+    code = "events_compacted"
 
 
 class ReleaseFailed(PageHolderError):

@@ -19,6 +19,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol
 
+from pageholder.service.core.events import Revision
 from pageholder.service.core.model import BlockState, Hold, Holder, SetResult, SetStatus
 
 
@@ -71,14 +72,19 @@ Op = HoldOp | HoldRangeOp | UnholdOp | HolderOp | UnholderOp | BlockOp | Unblock
 
 class Journal(Protocol):
     """Where changes are made durable (``storage.sqlite.Store``); None keeps them in
-    memory only. ``on_failure`` runs on the event loop if the commit fails.
+    memory only. ``on_failure`` runs on the event loop if the commit fails. A
+    ``revision`` (``core.events``) is written in the same transaction as ``ops``: no
+    change without its event, no event without its change.
 
     Submissions commit in order. Once one fails, every later one fails without being
     tried (it was made in memory on top of the failed one) until ``resume()``, which
     the registry calls once memory is back to the journal's state (``core.commits``)."""
 
     def submit(
-        self, ops: Sequence[Op], on_failure: Callable[[], None] | None = None
+        self,
+        ops: Sequence[Op],
+        on_failure: Callable[[], None] | None = None,
+        revision: Revision | None = None,
     ) -> asyncio.Future[None]: ...
 
     def resume(self) -> None: ...

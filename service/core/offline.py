@@ -37,6 +37,7 @@ from pageholder.service.core.errors import (
     MultizoneBlock,
     OfflineFailed,
 )
+from pageholder.service.core.events import EventBody, EventType, block_event
 from pageholder.service.core.journal import Op, block_op
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import (
@@ -169,10 +170,8 @@ async def offline_block(
     finally:
         # Also on cancellation (shutdown): whatever did not answer stays held.
         report = await _settle(
-            registry, zh, block_id, block.start_pfn, block.end_pfn, entries, answers
+            registry, zh, block_id, block.start_pfn, block.end_pfn, entries, answers, calls, started
         )
-    report.webhook_calls = calls
-    report.duration_ms = round((time.monotonic() - started) * 1000, 3)
     if report.state != BlockState.OFFLINE:
         raise OfflineFailed(
             f"memory block {block_id} stays online: "
@@ -205,6 +204,10 @@ async def _isolate(
                 entries = list(tree.items(start, end))
                 for entry in entries:
                     tree.set_mark(entry.head, RELEASING)
+                # Its own revision (the event is kept; the state is not). Not awaited: the
+                # settle's revision comes after it in the journal whatever happens.
+                going = [block_event(EventType.BLOCK_GOING_OFFLINE, block_id)]
+                registry.submit([], _nothing_to_undo, going)
                 return entries
             waits = [registry.release_in_flight(zh, e) for e in busy]
         # No lock while a single-page release finishes (it is bounded by its timeout).
@@ -262,8 +265,10 @@ async def _settle(
     end: int,
     entries: list[Entry],
     answers: dict[int, PageFailure | None],
+    calls: int,
+    started: float,
 ) -> OfflineReport:
-    report = OfflineReport(block_id, BlockState.ONLINE.value)
+    report = OfflineReport(block_id, BlockState.ONLINE.value, webhook_calls=calls)
     unanswered = PageFailure(FailureReason.DEADLINE_EXCEEDED, "the offline ended before an answer")
     erased: list[Hold] = []
     async with zh.lock.writer_lock:
@@ -291,7 +296,14 @@ async def _settle(
         def undo() -> None:  # the commit failed: the block is online, holds held again
             registry.blocks._set(block_id, BlockState.ONLINE)
 
-        pending = registry.journal_erased(zh, erased, more, undo)
+        report.duration_ms = round((time.monotonic() - started) * 1000, 3)
+        outcome = (
+            EventType.BLOCK_OFFLINE
+            if report.state == BlockState.OFFLINE.value
+            else EventType.BLOCK_OFFLINE_FAILED
+        )
+        events: list[EventBody] = [block_event(outcome, block_id, report.as_dict())]
+        pending = registry.journal_erased(zh, erased, more, undo, events)
     await registry.durable(pending)
     return report
 
@@ -310,5 +322,10 @@ async def online_block(registry: Registry, block_id: int) -> BlockState:
     def undo() -> None:
         registry.blocks._set(block_id, BlockState.OFFLINE)
 
-    await registry.durable(registry.submit([op], undo))
+    online = [block_event(EventType.BLOCK_ONLINE, block_id)]
+    await registry.durable(registry.submit([op], undo, online))
     return BlockState.ONLINE
+
+
+def _nothing_to_undo() -> None:
+    """A going_offline is never journaled: a failed commit of its event leaves the state."""

@@ -47,13 +47,18 @@ from pageholder.service.core.errors import (
     ReleaseFailed,
     ReleaseTimeout,
 )
+from pageholder.service.core.events import (
+    EventBody,
+    EventType,
+    hold_events,
+    holder_event,
+)
 from pageholder.service.core.journal import (
     Journal,
     Op,
     holder_op,
     set_ops,
     unhold_ops,
-    unholder_op,
 )
 from pageholder.service.core.layout import MemoryBlock, MemoryLayout
 from pageholder.service.core.model import (
@@ -74,6 +79,7 @@ from pageholder.service.core.model import (
 from pageholder.service.core.radix import MAX_ORDER, Entry
 from pageholder.service.core.rules import HOLDER_NAME, MAX_TIMEOUT_S, MIN_TIMEOUT_S
 from pageholder.service.core.slices import all_zones_written, entries_of
+from pageholder.service.core.watchers import EventLog
 from pageholder.service.core.zone import NO_HANDLER, RELEASING, ZoneHolds, account
 
 if TYPE_CHECKING:
@@ -112,6 +118,7 @@ class Registry:
     ) -> None:
         self.layout = layout
         self.journal = journal
+        self.events = EventLog()
         self.zones = [ZoneHolds(zone) for zone in layout.zones]
         self.commits = None if journal is None else Commits(journal, self.zones)
         self.holders: dict[str, Holder] = {}
@@ -134,14 +141,32 @@ class Registry:
         except KeyError:
             raise HolderNotFound(f"no holder named {name!r}", holder=name) from None
 
-    def submit(self, ops: Sequence[Op], undo: Callable[[], None]) -> asyncio.Future[None] | None:
-        """Hand ``ops`` to the journal; call inside the critical section that made the
-        change, so the journal sees changes in memory's order. If the commit fails,
-        ``undo`` runs before the future fails, newest change first and under every
-        zone's write lock (``core.commits``): it must take back exactly this change."""
-        if self.commits is None or not ops:
+    def submit(
+        self, ops: Sequence[Op], undo: Callable[[], None], events: Sequence[EventBody] = ()
+    ) -> asyncio.Future[None] | None:
+        """Hand ``ops`` and the change's ``events`` (one revision) to the journal; call
+        inside the critical section that made the change, so the journal (and the
+        revision numbers) see changes in memory's order. If the commit fails, ``undo``
+        runs before the future fails, newest change first and under every zone's write
+        lock (``core.commits``): it must take back exactly this change. Watchers are
+        offered the revision once it committed (at once without a journal)."""
+        if not events:
+            if self.commits is None or not ops:
+                return None
+            return self.commits.submit(ops, undo)
+        log = self.events
+        revision = log.next(self._clock(), events)
+        if self.commits is None:
+            log.publish(revision)
             return None
-        return self.commits.submit(ops, undo)
+        pending = self.commits.submit(ops, undo, revision)
+
+        def committed(future: asyncio.Future[None]) -> None:
+            if not future.cancelled() and future.exception() is None:
+                log.publish(revision)
+
+        pending.add_done_callback(committed)
+        return pending
 
     async def add_holder(
         self,
@@ -170,7 +195,8 @@ class Registry:
             webhook_secret=webhook_secret,
         )
         self.enrol(holder)
-        await self.durable(self.submit([holder_op(holder)], lambda: self._drop(holder)))
+        created = [holder_event(EventType.HOLDER_CREATED, name)]
+        await self.durable(self.submit([holder_op(holder)], lambda: self._drop(holder), created))
         return holder
 
     def enrol(self, holder: Holder) -> None:
@@ -230,7 +256,8 @@ class Registry:
                     for zh in self.zones:
                         zh.mark_handler(holder, holder.release_url is not None)
 
-            pending = self.submit([holder_op(holder)], undo)
+            updated = [holder_event(EventType.HOLDER_UPDATED, name)]
+            pending = self.submit([holder_op(holder)], undo, updated)
         await self.durable(pending)
         return holder
 
@@ -268,7 +295,8 @@ class Registry:
                 for zh, hold in dropped:
                     self.restore(zh, hold)
 
-            pending = self.submit([unholder_op(holder)], undo)
+            updated = [holder_event(EventType.HOLDER_UPDATED, name)]
+            pending = self.submit([holder_op(holder)], undo, updated)
         await self.durable(pending)
         return len(dropped)
 
@@ -335,7 +363,9 @@ class Registry:
         async with zh.lock.writer_lock:
             self.check_enrolled(holder)  # removed while we waited for the lock?
             result = self.apply_set(zh, pfn, order, holder, overwrite, actor, self.new_stamp())
-            pending = self.submit(set_ops(result), lambda: self.undo_set(zh, result))
+            pending = self.submit(
+                set_ops(result), lambda: self.undo_set(zh, result), set_events(result)
+            )
         # The lock is free while the journal commits: concurrent changes share commits.
         await self.durable(pending)
         return result
@@ -436,7 +466,11 @@ class Registry:
         zh = self.zone_holds(pfn)
         async with zh.lock.writer_lock:
             hold = self.apply_unset(zh, pfn, actor)
-            pending = self.submit(unhold_ops([hold]), lambda: self.restore(zh, hold))
+            pending = self.submit(
+                unhold_ops([hold]),
+                lambda: self.restore(zh, hold),
+                released_events([hold], unset=True),
+            )
         await self.durable(pending)
         return hold
 
@@ -639,9 +673,11 @@ class Registry:
         erased: list[Hold],
         more_ops: Sequence[Op] = (),
         undo_more: Callable[[], None] | None = None,
+        more_events: Sequence[EventBody] = (),
     ) -> asyncio.Future[None] | None:
-        """Journal holds a settle erased (and ``more_ops``); a failed commit puts them back
-        as held. Call under the zone's write lock, like every ``submit``."""
+        """Journal holds a settle erased (``hold.released``) and ``more_ops`` with
+        ``more_events``, as one revision; a failed commit puts them back as held. Call
+        under the zone's write lock, like every ``submit``."""
 
         def undo() -> None:
             if undo_more is not None:
@@ -649,4 +685,30 @@ class Registry:
             for hold in erased:
                 self.restore(zh, hold)
 
-        return self.submit(unhold_ops(erased) + list(more_ops), undo)
+        events = released_events(erased) + list(more_events)
+        return self.submit(unhold_ops(erased) + list(more_ops), undo, events)
+
+
+def set_events(result: SetResult) -> list[EventBody]:
+    """What a set-hold tells watchers: ``hold.created`` or ``hold.overwritten`` (with the
+    holders it took pages from); nothing when it changed nothing."""
+    if result.status is SetStatus.UNCHANGED:
+        return []
+    hold = result.hold
+    if result.status is SetStatus.CREATED:
+        return [EventBody(EventType.HOLD_CREATED, hold.holder.name, [(hold.pfn, hold.order)])]
+    previous = tuple(dict.fromkeys(h.holder.name for h in result.previous))
+    return [
+        EventBody(
+            EventType.HOLD_OVERWRITTEN,
+            hold.holder.name,
+            [(hold.pfn, hold.order)],
+            previous=previous,
+        )
+    ]
+
+
+def released_events(holds: Sequence[Hold], *, unset: bool = False) -> list[EventBody]:
+    """``hold.released`` (or ``hold.unset``) for ``holds``, one body per holder."""
+    kind = EventType.HOLD_UNSET if unset else EventType.HOLD_RELEASED
+    return hold_events(kind, ((h.holder.name, h.pfn, h.order) for h in holds))

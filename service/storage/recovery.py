@@ -129,6 +129,7 @@ def recover(
             progress(loaded)
     registry.advance_stamp(last_stamp)
     registry.blocks.recover(store.block_states())
+    registry.events.start_at(store.revision())  # revisions go on from the last stored
     return loaded
 
 

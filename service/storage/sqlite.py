@@ -18,6 +18,13 @@ itself keeps going, so no later write waits forever.
 
 The ops are ``core.journal``'s typed values; each one is the row (or the key) its
 statement takes, so a run of ops of one type is one ``executemany``.
+
+Events: a submission may carry its change's ``Revision`` (``core.events``); its row in
+``events`` is written in the same transaction as the ops, so a change and its event
+commit together or not at all. Revisions older than the last ``retention`` ones are
+deleted now and then (``compacted_through`` says up to where); ``read_revisions``
+reads the kept ones back on a connection of its own (WAL: readers never block the
+writer).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from typing import NamedTuple, TypeVar
 from urllib.parse import quote
 
 from pageholder.service.core.errors import StorageUnavailable
+from pageholder.service.core.events import Revision
 from pageholder.service.core.journal import (
     BlockOp,
     HolderOp,
@@ -53,8 +61,10 @@ log = logging.getLogger("pageholder.store")
 _T = TypeVar("_T")
 
 DB_FILE = "pageholder.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_GROUP = 512  # submissions per transaction
+#: Revisions kept at least (the events setting overrides it).
+DEFAULT_RETENTION = 100_000
 
 MIGRATIONS: dict[int, str] = {
     # version reached -> script that reaches it from the one before
@@ -78,6 +88,13 @@ MIGRATIONS: dict[int, str] = {
         CREATE TABLE block_states (
             block INTEGER PRIMARY KEY,
             state TEXT NOT NULL
+        );
+    """,
+    2: """
+        CREATE TABLE events (
+            rev INTEGER PRIMARY KEY,
+            time REAL NOT NULL,
+            bodies TEXT NOT NULL
         );
     """,
 }
@@ -130,6 +147,7 @@ class _Submission:
     future: asyncio.Future[None]
     loop: asyncio.AbstractEventLoop
     on_failure: Callable[[], None] | None
+    revision: Revision | None = None
 
 
 _STOP = object()
@@ -153,6 +171,11 @@ class Store:
             raise
         self._thread: threading.Thread | None = None
         self.commits = 0  # transactions committed (group commit makes this < submissions)
+        self.retention = DEFAULT_RETENTION
+        self.compacted_through = 0  # revisions up to this one are deleted
+        self._last_rev = 0  # the newest revision written (writer thread)
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = threading.Lock()
 
     @classmethod
     def open(cls, data_dir: Path) -> Store:
@@ -222,6 +245,15 @@ class Store:
         """Every stored block state (a block not listed is online)."""
         return self._read(lambda db: dict(db.execute("SELECT block, state FROM block_states")))
 
+    def revision(self) -> int:
+        """The last revision committed (0 for none); notes how far events were compacted."""
+        first, last = self._read(
+            lambda db: db.execute("SELECT MIN(rev), MAX(rev) FROM events").fetchone()
+        )
+        self._last_rev = last or 0
+        self.compacted_through = self._last_rev if first is None else first - 1
+        return self._last_rev
+
     def hold_touching(self, start: int, end: int, max_order: int) -> tuple[int, int, str] | None:
         """``(pfn, order, holder)`` of the lowest stored hold that covers a page of
         ``[start, end)`` (holds are at most ``2**max_order`` pages), or None. Cost: an
@@ -275,20 +307,41 @@ class Store:
         self._thread.start()
 
     def submit(
-        self, ops: Sequence[Op], on_failure: Callable[[], None] | None = None
+        self,
+        ops: Sequence[Op],
+        on_failure: Callable[[], None] | None = None,
+        revision: Revision | None = None,
     ) -> asyncio.Future[None]:
-        """Queue ``ops`` for one transaction; the future is done once they committed.
+        """Queue ``ops`` (and ``revision``'s event row) for one transaction; the future is
+        done once they committed.
 
         Call it from the event loop, inside the critical section that made the change.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Submission(ops, future, loop, on_failure))
+        self._queue.put(_Submission(ops, future, loop, on_failure, revision))
         return future
 
     def resume(self) -> None:
         """Commit again after a failure: what is submitted from now on is tried."""
         self._queue.put(_RESUME)
+
+    # -- reading events back -----------------------------------------------------------
+
+    def read_revisions(self, after: int, limit: int) -> list[Revision]:
+        """The kept revisions after ``after``, ascending, at most ``limit`` (blocking:
+        run it in a thread). Check ``compacted_through`` *after* reading: a compaction
+        that ran meanwhile may have taken some."""
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False
+                )
+            rows = self._reader.execute(
+                "SELECT rev, time, bodies FROM events WHERE rev > ? ORDER BY rev LIMIT ?",
+                (after, limit),
+            ).fetchall()
+        return [Revision.from_json(rev, time, bodies) for rev, time, bodies in rows]
 
     def close_now(self) -> None:
         """Close a store whose writer never started (a refused start)."""
@@ -303,6 +356,10 @@ class Store:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
         self._db.close()
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
         self._lock.release()
 
     def _writer(self) -> None:
@@ -341,26 +398,32 @@ class Store:
     def _commit_group(self, group: list[_Submission]) -> bool:
         """Commit ``group``; False if a submission failed (it and the later ones are failed)."""
         try:
-            self._transaction([op for s in group for op in s.ops])
+            self._transaction(
+                [op for s in group for op in s.ops],
+                [s.revision for s in group if s.revision is not None],
+            )
         except Exception as exc:
             if len(group) == 1:
                 self._fail(group[0], exc)
                 return False
             for i, submission in enumerate(group):  # one by one: the ones before stand
                 try:
-                    self._transaction(submission.ops)
+                    self._transaction(submission.ops, _listed(submission.revision))
                 except Exception as single:
                     self._fail(submission, single)
                     for later in group[i + 1 :]:
                         self._fail(later, _EARLIER_FAILED)
+                    self._compact()
                     return False
                 _resolve(submission, None)
+            self._compact()
             return True
         for submission in group:
             _resolve(submission, None)
+        self._compact()
         return True
 
-    def _transaction(self, ops: Sequence[Op]) -> None:
+    def _transaction(self, ops: Sequence[Op], revisions: Sequence[Revision] = ()) -> None:
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -368,12 +431,33 @@ class Store:
                 rows = list(run)
                 for statement in SQL[kind]:
                     db.executemany(statement, rows)
+            if revisions:
+                db.executemany(
+                    "INSERT INTO events VALUES (?, ?, ?)",
+                    [(r.rev, r.time, r.to_json()) for r in revisions],
+                )
             db.execute("COMMIT")
             self.commits += 1
+            if revisions:
+                self._last_rev = max(self._last_rev, revisions[-1].rev)
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+
+    def _compact(self) -> None:
+        """Delete revisions older than the last ``retention`` ones, a tenth of the
+        retention at a time (so that it is one statement now and then, not per commit).
+        ``compacted_through`` moves first: a reader that checks it after reading never
+        misses a deletion that overlapped its read."""
+        through = self._last_rev - self.retention
+        if through - self.compacted_through <= max(1, self.retention // 10) - 1:
+            return
+        self.compacted_through = through
+        try:
+            self._db.execute("DELETE FROM events WHERE rev <= ?", (through,))
+        except sqlite3.Error as exc:  # retried with the next commit
+            log.warning("store %s: compacting events failed: %s", self.path, exc)
 
     def _fail(self, submission: _Submission, exc: Exception) -> None:
         if exc is not _EARLIER_FAILED:
@@ -403,6 +487,10 @@ def _runs(rows: list[tuple[int, int, str, int]]) -> Iterator[HoldRun]:
                 j += 1
         yield HoldRun(pfn, order, j - i, holder, since)
         i = j
+
+
+def _listed(revision: Revision | None) -> list[Revision]:
+    return [] if revision is None else [revision]
 
 
 def _resolve(submission: _Submission, error: StorageUnavailable | None) -> None:

@@ -26,6 +26,8 @@ EXPECTED = [
     "Conflict",
     "ConnectError",
     "CrossesZone",
+    "Event",
+    "EventsCompacted",
     "FieldError",
     "Forbidden",
     "Hold",

@@ -100,3 +100,17 @@ async def test_an_atomic_batch_failing_half_way_leaves_nothing() -> None:
         await batch_set_ranges(whole, "h", [], ranges, atomic=True)
     assert by_range.value.extra == by_page.value.extra
     assert state(whole) == state(paged) == before
+
+
+async def test_a_range_batch_is_one_revision_with_every_hold_even_in_memory() -> None:
+    # without a journal too: the console and watchers of a :memory: registry see it
+    reg = Registry(MemoryLayout.default(), no_caller)
+    await reg.add_holder("nic0")
+    before = reg.events.published
+    await batch_set_ranges(reg, "nic0", [], [(NORMAL, 5000)])
+    assert reg.events.published == before + 1
+    backlog, watcher = reg.events.subscribe(before)
+    reg.events.unsubscribe(watcher)
+    (parts,) = backlog
+    holds = [h for part in parts for h in part.holds]
+    assert len(holds) == 5000 and holds[0] == (NORMAL, 0)

@@ -92,7 +92,7 @@ async def test_the_writer_survives_an_exception_that_is_not_sqlites(
     store.start()
     real = Store._transaction
 
-    def broken(self: Store, ops: object) -> None:
+    def broken(self: Store, ops: object, revisions: object = ()) -> None:
         raise ValueError("a bug in a statement's parameters")
 
     monkeypatch.setattr(Store, "_transaction", broken)

@@ -1,0 +1,238 @@
+"""/v1/events: every committed change, as a resumable Server-Sent Events stream.
+
+A stream starts with a bare ``id: <rev>`` (the revision it starts after: an
+``EventSource`` takes it as its last event id without dispatching anything), catches
+up on the revisions after it (from memory, or from the store for older ones), then
+follows live revisions as they commit. The SSE ``id`` goes only on the last part of
+a revision that this subscriber is shown, so resuming from it never splits a
+revision. A subscriber that falls ``events_buffer`` parts behind gets ``event:
+overflow`` and the stream ends; it resumes from its last id. sse-starlette frames the
+events, sends the keep-alive comments and ends the streams at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Header, Query, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
+
+from pageholder.service.api.auth import Principal
+from pageholder.service.api.deps import PrincipalDep
+from pageholder.service.api.problems import documented
+from pageholder.service.api.state import ServiceState
+from pageholder.service.core.errors import EventsCompacted, InvalidRequest
+from pageholder.service.core.events import CATEGORIES, Event
+from pageholder.service.core.watchers import EventLog, visible
+from pageholder.service.storage.sqlite import Store
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+log = logging.getLogger("pageholder.events")
+
+EVENT_STREAM: Final = "text/event-stream"
+SEP: Final = "\n"
+#: Revisions read from the store per step of a catch-up.
+CATCH_UP_PAGE: Final = 256
+REVISION_HEADER: Final = "X-Pageholder-Revision"
+
+STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": (
+            "A Server-Sent Events stream. First a bare `id: <rev>` (where the stream "
+            "starts), then per event `event: <type>`, `data: {rev, type, time, part, parts, "
+            "holder, holds: [{pfn, order}], block, report, previous}` and, on the last part "
+            "of a revision, `id: <rev>`. `: keep-alive` comments in between. "
+            "`event: overflow` then the end: resume from the last id."
+        ),
+        "content": {
+            EVENT_STREAM: {
+                # One SSE event (what an EventSource hands over): its fields as text.
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "event": {"type": "string"},
+                        "data": {"type": "string"},
+                        "id": {"type": "string"},
+                        "retry": {"type": "integer"},
+                    },
+                },
+                "example": {
+                    "event": "hold.created",
+                    "id": "42",
+                    "data": (
+                        '{"rev":42,"type":"hold.created","time":"2026-11-26T15:00:00+00:00",'
+                        '"part":1,"parts":1,"holder":"nic0","holds":[{"pfn":1048576,"order":9}],'
+                        '"block":null,"report":null,"previous":[]}'
+                    ),
+                },
+            }
+        },
+    },
+    **documented("unauthorized", "events_compacted", "invalid_request"),
+}
+
+
+def frame(event: Event, with_id: bool) -> bytes:
+    """The SSE frame of one part, made once per form and shared by every subscriber."""
+    encoded = event.encoded.get(with_id)
+    if encoded is None:
+        encoded = ServerSentEvent(
+            event.data,
+            event=event.type.value,
+            id=str(event.rev) if with_id else None,
+            sep=SEP,
+        ).encode()
+        event.encoded[with_id] = encoded
+    return encoded
+
+
+def frames(revisions: Sequence[list[Event]]) -> bytes:
+    """Every part, the ``id`` on the last one of each revision: one chunk to send."""
+    return b"".join(
+        frame(event, i == len(parts) - 1) for parts in revisions for i, event in enumerate(parts)
+    )
+
+
+def parse_types(types: str | None) -> frozenset[str] | None:
+    if types is None or not types.strip():
+        return None
+    wanted = frozenset(t.strip() for t in types.split(",") if t.strip())
+    unknown = wanted - CATEGORIES
+    if unknown:
+        raise InvalidRequest(
+            f"unknown event types {sorted(unknown)}; known: {sorted(CATEGORIES)}", field="types"
+        )
+    return wanted
+
+
+def start_after(log: EventLog, store: Store | None, since: int | None, last_id: str | None) -> int:
+    """Where the stream starts (``Last-Event-ID`` over ``since``, else now), or 410."""
+    after = since
+    if last_id is not None and last_id.strip():
+        if not last_id.strip().isdigit():
+            raise InvalidRequest("Last-Event-ID must be a revision number", field="Last-Event-ID")
+        after = int(last_id)
+    if after is None:
+        return log.published
+    oldest = (store.compacted_through if store is not None else log.evicted_through) + 1
+    if after > log.revision:
+        raise EventsCompacted(
+            f"revision {after} is ahead of this registry (at {log.revision}); list again",
+            oldest_rev=oldest,
+        )
+    if not log.covers(after) and (store is None or after < store.compacted_through):
+        raise EventsCompacted(
+            f"revisions after {after} are no longer kept; the oldest is {oldest}",
+            oldest_rev=oldest,
+        )
+    return after
+
+
+async def stream(
+    state: ServiceState, principal: Principal, categories: frozenset[str] | None, after: int
+) -> AsyncIterator[bytes]:
+    settings = state.settings
+    log, store = state.registry.events, state.store
+    viewer = None if principal.is_admin else principal.holder
+    yield ServerSentEvent(id=str(after), retry=1000, sep=SEP).encode()
+    # Catch up from the store while memory no longer has what comes next.
+    while not log.covers(after):
+        if store is None:
+            yield _overflow(after)
+            return
+        older = await asyncio.to_thread(store.read_revisions, after, CATCH_UP_PAGE)
+        if after < store.compacted_through or not older:
+            # Compacted while we read: the client resumes, and hears 410.
+            yield _overflow(after)
+            return
+        chunk = [parts for r in older if (parts := visible(r, viewer, categories))]
+        after = older[-1].rev
+        if chunk:
+            yield frames(chunk)
+    backlog, watcher = log.subscribe(after, viewer, categories, settings.events_buffer)
+    try:
+        if backlog:
+            yield frames(backlog)
+        pause = settings.events_flush_interval_s
+        while True:
+            await watcher.wait()
+            if watcher.overflowed:
+                yield _overflow(after)
+                return
+            taken = watcher.take()
+            if taken:
+                after = taken[-1][0].rev
+                yield frames(taken)
+            if pause:
+                # Under load, what piles up meanwhile goes out as one chunk: one send
+                # per subscriber per pause instead of one per revision.
+                await asyncio.sleep(pause)
+    finally:
+        watcher.close()
+
+
+class EventStream(EventSourceResponse):
+    """sse-starlette's response; a subscriber dropped for taking no bytes is logged, not
+    a crash (its connection is closed either way)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            log.info("dropped an event subscriber that took no bytes for %s s", self.send_timeout)
+
+
+def _overflow(after: int) -> bytes:
+    data = json.dumps({"rev": after, "detail": "fell too far behind; resume from the last id"})
+    return ServerSentEvent(data, event="overflow", sep=SEP).encode()
+
+
+def _keepalive() -> ServerSentEvent:
+    return ServerSentEvent(comment="keep-alive", sep=SEP)
+
+
+@router.get(
+    "",
+    name="watch_events",
+    response_class=EventStream,
+    responses=STREAM_DOC,
+)
+async def watch_events(
+    request: Request,
+    principal: PrincipalDep,
+    since: Annotated[
+        int | None,
+        Query(ge=0, description="send every change after this revision (default: from now)"),
+    ] = None,
+    types: Annotated[
+        str | None,
+        Query(description="comma-separated categories: hold, holder, block (default: all)"),
+    ] = None,
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", description="like `since`; wins over it")
+    ] = None,
+) -> EventStream:
+    """Every committed change after `since`, in revision order, then live (SSE).
+
+    Admin tokens see every event; a holder's token its own holder and hold events
+    (and overwrites of its holds) and every block event. 410 `events_compacted` (with
+    `oldest_rev`) when `since` is older than what the registry keeps: list again.
+    """
+    state: ServiceState = request.app.state.service
+    categories = parse_types(types)
+    after = start_after(state.registry.events, state.store, since, last_event_id)
+    settings = state.settings
+    return EventStream(
+        stream(state, principal, categories, after),
+        headers={REVISION_HEADER: str(after)},
+        ping=settings.events_keepalive_s,
+        ping_message_factory=_keepalive,
+        send_timeout=settings.events_send_timeout_s,
+        sep=SEP,
+    )

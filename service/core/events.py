@@ -1,0 +1,217 @@
+"""What a watcher sees: every committed change as a *revision* of typed events.
+
+Vocabulary:
+
+    revision    one committed change (a set, an unset, a batch, an offline's settle...)
+                and its number, ``rev``: it grows by one per change and is stored with
+                the change in the same transaction (``storage.sqlite``)
+    body        one thing that happened in a revision, without its number: a type, the
+                holder, its holds, the block, the report (``EventBody``)
+    part        what goes on the wire: a body carries at most ``MAX_EVENT_HOLDS`` holds,
+                so a big one (a 65,536-entry batch) is cut into several parts; every
+                part of a revision has the same ``rev`` and its own ``part``/``parts``
+    category    the first word of a type (``hold``, ``holder``, ``block``): what the
+                ``types`` filter of ``GET /v1/events`` selects
+
+A body is built by the registry inside the critical section that made the change and
+submitted with the change's journal ops (``Registry.submit``); ``Revision`` numbers it.
+JSON is made once per part (``Event.data``) and shared by every subscriber.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Final, NamedTuple
+
+#: Holds in one event part (a revision with more is sent as several parts).
+MAX_EVENT_HOLDS: Final = 4096
+
+
+class EventType(StrEnum):
+    HOLDER_CREATED = "holder.created"
+    HOLDER_UPDATED = "holder.updated"
+    HOLDER_DELETED = "holder.deleted"
+    HOLDER_EXPIRED = "holder.expired"
+    HOLDER_REVIVED = "holder.revived"
+    HOLD_CREATED = "hold.created"
+    HOLD_OVERWRITTEN = "hold.overwritten"
+    HOLD_UNSET = "hold.unset"
+    HOLD_RELEASED = "hold.released"
+    HOLD_RECLAIMED = "hold.reclaimed"
+    BLOCK_GOING_OFFLINE = "block.going_offline"
+    BLOCK_OFFLINE = "block.offline"
+    BLOCK_ONLINE = "block.online"
+    BLOCK_OFFLINE_FAILED = "block.offline_failed"
+
+    @property
+    def category(self) -> str:
+        return self.value.partition(".")[0]
+
+
+#: The categories a ``types`` filter names.
+CATEGORIES: Final = frozenset(t.category for t in EventType)
+
+#: A hold as an event names it: ``(pfn, order)``.
+HoldRef = tuple[int, int]
+
+
+class EventBody(NamedTuple):
+    """One thing a change did. ``previous``: the holders a ``hold.overwritten`` took
+    pages from (they see the event too)."""
+
+    type: EventType
+    holder: str | None = None
+    holds: Sequence[HoldRef] = ()
+    block: int | None = None
+    report: dict[str, Any] | None = None
+    previous: tuple[str, ...] = ()
+
+
+def holder_event(kind: EventType, name: str, holds: Sequence[HoldRef] = ()) -> EventBody:
+    return EventBody(kind, name, holds)
+
+
+def hold_events(
+    kind: EventType, holds: Iterable[tuple[str, int, int]], previous: tuple[str, ...] = ()
+) -> list[EventBody]:
+    """One body per holder for ``(holder, pfn, order)`` triples, holders in first-seen
+    order, each holder's holds in the given order. Cost: O(holds)."""
+    by_holder: dict[str, list[HoldRef]] = defaultdict(list)
+    for name, pfn, order in holds:
+        by_holder[name].append((pfn, order))
+    return [EventBody(kind, name, refs, previous=previous) for name, refs in by_holder.items()]
+
+
+def block_event(kind: EventType, block: int, report: dict[str, Any] | None = None) -> EventBody:
+    return EventBody(kind, block=block, report=report)
+
+
+class Event:
+    """One part of a revision, as it is sent: ``id`` (the rev) goes only on the last part."""
+
+    __slots__ = ("rev", "time", "body", "holds", "part", "parts", "_data", "encoded")
+
+    def __init__(
+        self,
+        rev: int,
+        time: float,
+        body: EventBody,
+        holds: Sequence[HoldRef],
+        part: int,
+        parts: int,
+    ) -> None:
+        self.rev = rev
+        self.time = time
+        self.body = body
+        self.holds = holds
+        self.part = part
+        self.parts = parts
+        self._data: str | None = None
+        #: the edge's wire forms of this part (say, with and without an SSE id), made
+        #: once by whoever sends it and shared by every subscriber
+        self.encoded: dict[object, bytes] = {}
+
+    @property
+    def type(self) -> EventType:
+        return self.body.type
+
+    @property
+    def last(self) -> bool:
+        """The revision's last part: the only one that carries the SSE ``id``."""
+        return self.part == self.parts
+
+    def visible_to(self, holder: str | None) -> bool:
+        """Admin (None) sees everything; a holder its own holder and hold events (and
+        overwrites of its holds) and every block event."""
+        body = self.body
+        return (
+            holder is None
+            or body.holder == holder
+            or body.type.category == "block"
+            or holder in body.previous
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        body = self.body
+        return {
+            "rev": self.rev,
+            "type": body.type.value,
+            "time": datetime.fromtimestamp(self.time, UTC).isoformat(),
+            "part": self.part,
+            "parts": self.parts,
+            "holder": body.holder,
+            "holds": [{"pfn": pfn, "order": order} for pfn, order in self.holds],
+            "block": body.block,
+            "report": body.report,
+            "previous": list(body.previous),
+        }
+
+    @property
+    def data(self) -> str:
+        """The JSON of ``as_dict()``, made once and shared by every subscriber."""
+        if self._data is None:
+            self._data = json.dumps(self.as_dict(), separators=(",", ":"))
+        return self._data
+
+
+class Revision:
+    """One committed change: its number, when, and what it did."""
+
+    __slots__ = ("rev", "time", "bodies", "_parts")
+
+    def __init__(self, rev: int, time: float, bodies: Sequence[EventBody]) -> None:
+        self.rev = rev
+        self.time = time
+        self.bodies = bodies
+        self._parts: list[Event] | None = None
+
+    @property
+    def weight(self) -> int:
+        """What keeping it costs, roughly: one per part and one per hold."""
+        return len(self.bodies) + sum(len(b.holds) for b in self.bodies)
+
+    def parts(self) -> list[Event]:
+        """Its events, bodies cut at ``MAX_EVENT_HOLDS`` holds; made once. Cost: O(holds)."""
+        if self._parts is None:
+            pieces: list[tuple[EventBody, Sequence[HoldRef]]] = []
+            for body in self.bodies:
+                holds = body.holds
+                if len(holds) <= MAX_EVENT_HOLDS:
+                    pieces.append((body, holds))
+                    continue
+                for start in range(0, len(holds), MAX_EVENT_HOLDS):
+                    pieces.append((body, holds[start : start + MAX_EVENT_HOLDS]))
+            n = len(pieces)
+            self._parts = [
+                Event(self.rev, self.time, body, holds, i, n)
+                for i, (body, holds) in enumerate(pieces, 1)
+            ]
+        return self._parts
+
+    # -- what the store keeps ------------------------------------------------------------
+
+    def to_json(self) -> str:
+        """The bodies as the store keeps them (compact; ``from_json`` reads it back)."""
+        return json.dumps(
+            [[b.type.value, b.holder, b.holds, b.block, b.report, b.previous] for b in self.bodies],
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, rev: int, time: float, text: str) -> Revision:
+        bodies = [
+            EventBody(
+                EventType(kind),
+                holder,
+                [(pfn, order) for pfn, order in holds],
+                block,
+                report,
+                tuple(previous),
+            )
+            for kind, holder, holds, block, report, previous in json.loads(text)
+        ]
+        return cls(rev, time, bodies)
