@@ -147,6 +147,7 @@ async def batch_set(
 
     def recheck() -> None:
         registry.check_enrolled(holder)
+        registry.leases.check_may_hold(holder)  # an expired holder starts no hold
 
     return await _run(registry, entries, registry.place, apply, undo, ops_of, atomic, recheck)
 

@@ -7,7 +7,8 @@ one transaction, in order. They are ``NamedTuple``s because a 65,536-entry batch
 places that build ops from the registry's objects::
 
     HoldOp(pfn, order, holder, since_us)     UnholdOp(pfn)
-    HolderOp(name, release_url, timeout_s, description, created, token_hash, secret)
+    HolderOp(name, release_url, timeout_s, description, created, token_hash, secret,
+             lease_ttl_s, on_expiry)
     UnholderOp(name)                         (drops the holder's holds too)
     BlockOp(block, state)                    UnblockOp(block)
 """
@@ -40,6 +41,8 @@ class HolderOp(NamedTuple):
     created: float
     token_hash: str
     webhook_secret: str
+    lease_ttl_s: float | None = None
+    on_expiry: str = "keep"
 
 
 class UnholderOp(NamedTuple):
@@ -90,6 +93,8 @@ def holder_op(holder: Holder) -> HolderOp:
         holder.created,
         holder.token_hash,
         holder.webhook_secret,
+        holder.lease_ttl_s,
+        holder.on_expiry.value,
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pageholder.service.core.errors import PageHolderError
 from pageholder.service.core.layout import MemoryLayout
-from pageholder.service.core.model import Holder
+from pageholder.service.core.model import Holder, OnExpiry
 from pageholder.service.core.registry import Registry
 from pageholder.service.storage.sqlite import Snapshot, Store, StoreError
 
@@ -48,23 +48,27 @@ def _check_fits(layout: MemoryLayout, pfn: int, order: int, holder: str) -> None
 def recover(registry: Registry, snapshot: Snapshot) -> int:
     """Load holders, holds and block states into an empty registry; returns holds loaded.
 
-    Refuses (``StoreError``) a stored hold that the memory layout no longer contains:
-    starting without it would report its pages as free. A block stored ``going_offline``
+    Every lease restarts live at ``now + ttl_s``. Refuses (``StoreError``) a stored hold
+    that the memory layout no longer contains: starting without it would report its
+    pages as free. A block stored ``going_offline``
     (never written by this version, but possible in principle) comes back ``online``.
     Cost: O(holds * height); holds arrive in pfn order, which keeps tree paths warm.
     """
-    for name, url, timeout_s, description, created, token_hash, secret in snapshot.holders:
-        registry.enrol(
-            Holder(
-                name,
-                release_url=url,
-                timeout_s=timeout_s,
-                description=description,
-                created=created,
-                token_hash=token_hash,
-                webhook_secret=secret,
-            )
+    for row in snapshot.holders:
+        name, url, timeout_s, description, created, token_hash, secret, ttl_s, on_expiry = row
+        holder = Holder(
+            name,
+            release_url=url,
+            timeout_s=timeout_s,
+            description=description,
+            created=created,
+            token_hash=token_hash,
+            webhook_secret=secret,
+            on_expiry=OnExpiry(on_expiry),
         )
+        registry.enrol(holder)
+        # Every lease restarts at now + ttl_s: the registry's downtime expires nobody.
+        registry.leases.restart(holder, ttl_s)
     holders = registry.holders
     last_stamp = 0
     for pfn, order, name, since_us in snapshot.holds:

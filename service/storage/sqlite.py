@@ -50,7 +50,7 @@ from pageholder.service.storage.errors import StoreError as StoreError
 log = logging.getLogger("pageholder.store")
 
 DB_FILE = "pageholder.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_GROUP = 512  # submissions per transaction
 
 MIGRATIONS: dict[int, str] = {
@@ -77,13 +77,28 @@ MIGRATIONS: dict[int, str] = {
             state TEXT NOT NULL
         );
     """,
+    2: """
+        ALTER TABLE holders ADD COLUMN lease_ttl_s REAL;
+        ALTER TABLE holders ADD COLUMN on_expiry TEXT NOT NULL DEFAULT 'keep';
+    """,
 }
+
+#: the holders table's columns, in ``HolderOp``'s order
+HOLDER_COLUMNS = (
+    "name, release_url, timeout_s, description, created, token_hash, webhook_secret, "
+    "lease_ttl_s, on_expiry"
+)
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
 
 #: each op type's statements; an op is the parameter row of each
 SQL: dict[type[Op], tuple[str, ...]] = {
     HoldOp: ("INSERT OR REPLACE INTO holds VALUES (?, ?, ?, ?)",),
     UnholdOp: ("DELETE FROM holds WHERE pfn = ?",),
-    HolderOp: ("INSERT OR REPLACE INTO holders VALUES (?, ?, ?, ?, ?, ?, ?)",),
+    HolderOp: (f"INSERT OR REPLACE INTO holders ({HOLDER_COLUMNS}) VALUES ({_marks(9)})",),
     UnholderOp: ("DELETE FROM holds WHERE holder = ?", "DELETE FROM holders WHERE name = ?"),
     BlockOp: ("INSERT OR REPLACE INTO block_states VALUES (?, ?)",),
     UnblockOp: ("DELETE FROM block_states WHERE block = ?",),
@@ -94,7 +109,9 @@ SQL: dict[type[Op], tuple[str, ...]] = {
 class Snapshot:
     """Everything the store holds, as read at start."""
 
-    holders: list[tuple[str, str | None, float, str, float, str, str]] = field(default_factory=list)
+    holders: list[tuple[str, str | None, float, str, float, str, str, float | None, str]] = field(
+        default_factory=list
+    )
     holds: list[tuple[int, int, str, int]] = field(default_factory=list)
     block_states: dict[int, str] = field(default_factory=dict)
 
@@ -192,7 +209,7 @@ class Store:
         db = self._db
         try:
             return Snapshot(
-                holders=list(db.execute("SELECT * FROM holders ORDER BY name")),
+                holders=list(db.execute(f"SELECT {HOLDER_COLUMNS} FROM holders ORDER BY name")),
                 holds=list(db.execute("SELECT pfn, page_order, holder, since_us FROM holds")),
                 block_states=dict(db.execute("SELECT block, state FROM block_states")),
             )
