@@ -132,8 +132,8 @@ class Leases:
             raise NoLease(f"holder {holder.name!r} has no lease", holder=holder.name)
         now = self.clock()
         if now > lease.deadline:
-            if not lease.noted:
-                self._expired(holder)
+            if not lease.noted:  # the timer has not run yet; the revival comes first
+                self._expired(holder, reclaim=False)
             self._revived(holder)
         elif lease.noted:  # expired before, renewed by a PATCH meanwhile: say so once
             self._revived(holder)
@@ -172,10 +172,11 @@ class Leases:
         except RuntimeError:  # no loop (a synchronous test): readers still see expiry
             return
         delay = max(0.0, lease.deadline - self.clock())
-        lease.timer = loop.call_later(delay, self._due, holder)
+        lease.timer = loop.call_later(delay, self.poll, holder)
 
-    def _due(self, holder: Holder) -> None:
-        """The timer: note an expiry, or re-arm for a deadline a keepalive moved."""
+    def poll(self, holder: Holder) -> None:
+        """The timer's callback: note an expiry, or re-arm for a deadline a keepalive
+        moved. (Tests with a fake clock call it after moving the clock.)"""
         lease = holder.lease
         if lease is None or self._registry.holders.get(holder.name) is not holder:
             return
@@ -186,12 +187,12 @@ class Leases:
         if not lease.noted:
             self._expired(holder)
 
-    def _expired(self, holder: Holder) -> None:
+    def _expired(self, holder: Holder, *, reclaim: bool = True) -> None:
         """THE place where a holder expires (event: ``holder.expired``)."""
         assert holder.lease is not None
         holder.lease.noted = True
         self.stats.expirations += 1
-        if holder.on_expiry is OnExpiry.RECLAIM:
+        if reclaim and holder.on_expiry is OnExpiry.RECLAIM:
             self.reclaim_in_background(holder)
 
     def _revived(self, holder: Holder) -> None:
@@ -219,6 +220,10 @@ class Leases:
             return
         self.stats.reclaimed_holds += len(holds)
         self.stats.reclaimed_pages += sum(h.nr_pages for h in holds)
+
+    def reclaim_task(self, holder: Holder) -> asyncio.Task[Reclaimed] | None:
+        """The ``on_expiry: reclaim`` task running for ``holder``, if any."""
+        return self._reclaims.get(holder)
 
     def reclaim_in_background(self, holder: Holder) -> None:
         """``on_expiry: reclaim``: erase the holds in a task (one per holder at a time)."""
@@ -294,7 +299,7 @@ class Leases:
         stop_at = time.perf_counter() + self.slice_s
         erased: list[Hold] = []
         cursor: int | None = start
-        while cursor is not None and time.perf_counter() < stop_at:
+        while cursor is not None:  # at least one step per slice: it always progresses
             mine: list[Entry] = []
             scanned = 0
             next_cursor: int | None = None
@@ -309,4 +314,6 @@ class Leases:
                 zh.erase(entry)
                 erased.append(Hold(entry.head, entry.order, holder, HoldState.HELD, entry.stamp))
             cursor = next_cursor
+            if time.perf_counter() >= stop_at:
+                break
         return erased, cursor
