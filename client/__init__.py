@@ -7,6 +7,10 @@ subclass of its ``code`` (``PageHeld``, ``OfflineFailed``, ...; ``EXCEPTIONS_BY_
 is the table), a request without an answer a ``TransportError``; both are
 ``ClientError``. ``Timeout`` and ``Retry`` configure a client.
 
+A client opened with ``holder=`` keeps that holder's lease alive (``keep_alive()``
+does it for any holder); a failed keepalive is logged and handed to
+``on_keepalive_failure`` as a ``KeepaliveFailure``.
+
 ``ReleaseReceiver`` is the holder's side of the release webhook: an ASGI app that
 verifies the registry's signed ``page.release`` calls and hands each one, as a
 ``ReleaseRequest``, to the subsystem's callback, whose ``ReleaseResult`` is the answer.
@@ -15,7 +19,7 @@ verifies the registry's signed ``page.release`` calls and hands each one, as a
 
 from __future__ import annotations
 
-from ._client import AsyncPageHolderClient, PageHolderClient
+from ._client import AsyncKeepalive, AsyncPageHolderClient, Keepalive, PageHolderClient
 from ._config import Retry, Timeout
 from ._exceptions import (
     EXCEPTIONS_BY_CODE,
@@ -32,9 +36,12 @@ from ._exceptions import (
     HolderNotFound,
     InternalError,
     InvalidRequest,
+    LeaseExpired,
+    LeaseNotExpired,
     MethodNotAllowed,
     Misaligned,
     MultizoneBlock,
+    NoLease,
     NoReleaseHandler,
     NotFound,
     NotHead,
@@ -55,6 +62,7 @@ from ._exceptions import (
     UnexpectedResponse,
     exception_for_code,
 )
+from ._keepalive import KeepaliveFailure
 from ._models import (
     BatchResult,
     Block,
@@ -65,9 +73,12 @@ from ._models import (
     HolderCreated,
     HoldPage,
     HoldResult,
+    Lease,
     OfflineFailure,
     OfflineReport,
     PageInfo,
+    Reclaimed,
+    ReclaimedHold,
     Released,
     Zone,
 )
@@ -81,6 +92,7 @@ from ._receiver import (
 )
 
 __all__ = [
+    "AsyncKeepalive",
     "AsyncPageHolderClient",
     "BatchResult",
     "Block",
@@ -105,9 +117,15 @@ __all__ = [
     "HolderNotFound",
     "InternalError",
     "InvalidRequest",
+    "Keepalive",
+    "KeepaliveFailure",
+    "Lease",
+    "LeaseExpired",
+    "LeaseNotExpired",
     "MethodNotAllowed",
     "Misaligned",
     "MultizoneBlock",
+    "NoLease",
     "NoReleaseHandler",
     "NotFound",
     "NotHead",
@@ -124,6 +142,8 @@ __all__ = [
     "PageReleasing",
     "PayloadTooLarge",
     "PfnNotFound",
+    "Reclaimed",
+    "ReclaimedHold",
     "ReleaseFailed",
     "ReleaseReceiver",
     "ReleaseRequest",

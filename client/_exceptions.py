@@ -25,7 +25,10 @@
         │   ├── BlockNotOffline             block_not_offline     409
         │   ├── MultizoneBlock              multizone_block       409
         │   ├── NoReleaseHandler            no_release_handler    409
-        │   └── OfflineFailed               offline_failed        409  (.report)
+        │   ├── OfflineFailed               offline_failed        409  (.report)
+        │   ├── LeaseExpired                lease_expired         409
+        │   ├── LeaseNotExpired             lease_not_expired     409
+        │   └── NoLease                     no_lease              409
         ├── Unauthorized                    unauthorized          401
         ├── Forbidden                       forbidden             403
         ├── MethodNotAllowed                method_not_allowed    405
@@ -240,6 +243,18 @@ class OfflineFailed(Conflict):
         self.report: OfflineReport | None = _extension(self.problem.get("report"), OfflineReport)
 
 
+class LeaseExpired(Conflict):
+    """The holder's lease expired: it may start no hold until a keepalive revives it."""
+
+
+class LeaseNotExpired(Conflict):
+    """Only an expired holder's holds can be reclaimed; this one is live (or has no lease)."""
+
+
+class NoLease(Conflict):
+    """A keepalive for a holder that has no lease."""
+
+
 class Unauthorized(PageHolderError):
     """No bearer token, or one the server does not know."""
 
@@ -294,6 +309,9 @@ EXCEPTIONS_BY_CODE: Final[Mapping[str, type[PageHolderError]]] = MappingProxyTyp
         "multizone_block": MultizoneBlock,
         "no_release_handler": NoReleaseHandler,
         "offline_failed": OfflineFailed,
+        "lease_expired": LeaseExpired,
+        "lease_not_expired": LeaseNotExpired,
+        "no_lease": NoLease,
         "unauthorized": Unauthorized,
         "forbidden": Forbidden,
         "method_not_allowed": MethodNotAllowed,
