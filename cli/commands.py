@@ -19,6 +19,7 @@ from pageholder.cli.console import client_errors, err, out
 from pageholder.client import (
     Block,
     ClientError,
+    Holder,
     OfflineFailed,
     OfflineReport,
     PageHolderClient,
@@ -64,6 +65,16 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     out.print(view)
 
 
+def lease_cell(holder: Holder) -> str:
+    """``live (ttl 10 s)``, ``EXPIRED (ttl 10 s, reclaim)``, or ``-`` without a lease."""
+    lease = holder.lease
+    if lease is None:
+        return "-"
+    state = "[red]EXPIRED[/red]" if lease.state == "expired" else lease.state
+    extra = ", reclaim" if holder.on_expiry == "reclaim" else ""
+    return f"{state} (ttl {lease.ttl_s:g} s{extra})"
+
+
 def holders(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False) -> None:
     """List holders with what each holds."""
     with connect(url, token) as client:
@@ -73,12 +84,13 @@ def holders(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False
         return
     table(
         "holders",
-        ["name", "release_url", "timeout_s", "holds", "held_pages", "last_error"],
+        ["name", "release_url", "timeout_s", "lease", "holds", "held_pages", "last_error"],
         [
             (
                 h.name,
                 h.release_url or ("(hidden)" if h.has_release_handler else "(no handler)"),
                 h.timeout_s,
+                lease_cell(h),
                 h.holds,
                 h.held_pages,
                 h.last_error,

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from pageholder.cli import commands, demo, serve, simulate
+from pageholder.cli import commands, demo, leases, serve, simulate
 from pageholder.cli.console import out
 
 cli = typer.Typer(
@@ -50,6 +50,7 @@ def _root(
 
 serve.register(cli)
 commands.register(cli)
+leases.register(cli)
 simulate.register(cli)
 demo.register(cli)
 
