@@ -13,6 +13,7 @@ BENCHES = {
     "store": "bench.bench_store",
     "webhook": "bench.bench_webhook",
     "console": "bench.bench_console",
+    "leases": "bench.bench_leases",
 }
 
 
