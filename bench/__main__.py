@@ -17,6 +17,7 @@ BENCHES = {
     "cli": "bench.bench_cli",
     "bighost": "bench.bench_bighost",
     "events": "bench.bench_events",
+    "leases": "bench.bench_leases",
 }
 
 

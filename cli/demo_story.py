@@ -7,7 +7,8 @@ loopback) register and hold pages in memory blocks 40-47; the blocks are offline
 one; then the registry's offline reports say, per block and per holder, what was
 released and what stayed held, and why. Blocks that stay online are part of the story
 (a refusing driver, a balloon with no release handler), so the demo exits 0 whenever it
-ran to the end.
+ran to the end. Then a subsystem dies (``demo_death.py``): its lease turns its holds
+orphaned, an offline fails fast, and the admin reclaims them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pageholder.cli.demo_death import a_subsystem_dies
 from pageholder.cli.untrusted import shown
 from pageholder.client import (
     AsyncPageHolderClient,
@@ -106,6 +108,7 @@ async def run_demo(out: Console, registry: str | None = None, token: str | None 
         _print_blocks(out, outcomes)
         _print_holders(out, fleet, before, after)
         _print_conclusion(out, outcomes)
+        await a_subsystem_dies(out, client, url, token, DEADLINE_S)
         if external:
             out.print(f"(the demo's holders are deleted from {url} on the way out)")
 

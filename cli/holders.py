@@ -6,15 +6,13 @@ registry keeps only a hash of the token and never shows either again.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from pageholder.cli.console import emit, err, fail, iso, say, table
 from pageholder.cli.options import DEFAULT_URL, AsJson, Token, Url, connect
 from pageholder.client import Holder
-
-# Leases (``--lease-ttl``) are not offered here yet: the registry does not have them.
 
 Name = Annotated[str, typer.Argument(metavar="NAME", help="The holder's name.")]
 ReleaseUrl = Annotated[
@@ -35,6 +33,23 @@ Timeout = Annotated[
 Description = Annotated[
     str | None, typer.Option(metavar="TEXT", help="What this holder is, for people.")
 ]
+LeaseTtl = Annotated[
+    float | None,
+    typer.Option(
+        "--lease-ttl",
+        metavar="SECONDS",
+        help="Give the holder a lease (1-3600): without a keepalive for this long, its "
+        "holds read orphaned.",
+    ),
+]
+OnExpiry = Annotated[
+    str | None,
+    typer.Option(
+        "--on-expiry",
+        metavar="keep|reclaim",
+        help="When the lease runs out: keep its holds (orphaned), or reclaim (erase) them.",
+    ),
+]
 
 app = typer.Typer(
     name="holder",
@@ -52,12 +67,13 @@ def holders(url: Url = DEFAULT_URL, token: Token = None, as_json: AsJson = False
         return
     table(
         "holders",
-        ["name", "release_url", "timeout_s", "holds", "held_pages", "last_error"],
+        ["name", "release_url", "timeout_s", "lease", "holds", "held_pages", "last_error"],
         [
             (
                 h.name,
                 h.release_url or ("(hidden)" if h.has_release_handler else "(no handler)"),
                 h.timeout_s,
+                lease_cell(h),
                 h.holds,
                 h.held_pages,
                 h.last_error,
@@ -73,6 +89,8 @@ def create(
     release_url: ReleaseUrl = None,
     timeout: Timeout = None,
     description: Description = None,
+    lease_ttl: LeaseTtl = None,
+    on_expiry: OnExpiry = None,
     url: Url = DEFAULT_URL,
     token: Token = None,
     as_json: AsJson = False,
@@ -80,7 +98,12 @@ def create(
     """Register a holder (admin). Prints its token and webhook secret, once: keep them."""
     with connect(url, token) as client:
         created = client.create_holder(
-            name, release_url, timeout_s=timeout, description=description
+            name,
+            release_url,
+            timeout_s=timeout,
+            description=description,
+            lease_ttl_s=lease_ttl,
+            on_expiry=on_expiry,
         )
     if as_json:
         emit(created)
@@ -118,24 +141,30 @@ def update(
     ] = False,
     timeout: Timeout = None,
     description: Description = None,
+    lease_ttl: LeaseTtl = None,
+    no_lease: Annotated[
+        bool, typer.Option("--no-lease", help="Remove the lease (the holder is trusted to live).")
+    ] = False,
+    on_expiry: OnExpiry = None,
     url: Url = DEFAULT_URL,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Change a holder's release webhook, timeout or description (admin, or the holder)."""
+    """Change a holder's release webhook, timeout, description or lease (admin, or the
+    holder)."""
     if no_release_url and release_url is not None:
         raise fail("give --release-url or --no-release-url, not both")
+    if no_lease and lease_ttl is not None:
+        raise fail("give --lease-ttl or --no-lease, not both")
+    changes: dict[str, Any] = {"timeout_s": timeout, "description": description}
+    if on_expiry is not None:
+        changes["on_expiry"] = on_expiry
+    if no_release_url or release_url is not None:
+        changes["release_url"] = release_url
+    if no_lease or lease_ttl is not None:
+        changes["lease_ttl_s"] = lease_ttl
     with connect(url, token) as client:
-        if no_release_url:
-            holder = client.update_holder(
-                name, release_url=None, timeout_s=timeout, description=description
-            )
-        elif release_url is not None:
-            holder = client.update_holder(
-                name, release_url=release_url, timeout_s=timeout, description=description
-            )
-        else:
-            holder = client.update_holder(name, timeout_s=timeout, description=description)
+        holder = client.update_holder(name, **changes)
     if as_json:
         emit(holder)
         return
@@ -161,6 +190,16 @@ def delete(
     say(f"deleted holder {name}")
 
 
+def lease_cell(holder: Holder) -> str:
+    """``live (ttl 10 s)``, ``EXPIRED (ttl 10 s, reclaim)``, or ``-`` without a lease."""
+    lease = holder.lease
+    if lease is None:
+        return "-"
+    state = "EXPIRED" if lease.state == "expired" else lease.state
+    extra = ", reclaim" if holder.on_expiry == "reclaim" else ""
+    return f"{state} (ttl {lease.ttl_s:g} s{extra})"
+
+
 def _handler(holder: Holder) -> str:
     if holder.release_url is not None:
         return f"release: {holder.release_url}"
@@ -178,6 +217,7 @@ def _print_holder(holder: Holder) -> None:
                 or ("(hidden)" if holder.has_release_handler else "(no handler)"),
             ),
             ("timeout_s", holder.timeout_s),
+            ("lease", lease_cell(holder)),
             ("description", holder.description),
             ("created", iso(holder.created)),
             ("holds", holder.holds),

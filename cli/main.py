@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pageholder.cli import commands, demo, serve, simulate, watch
+from pageholder.cli import commands, demo, leases, serve, simulate, watch
 from pageholder.cli.console import out
 
 cli = typer.Typer(
@@ -53,6 +53,7 @@ def _root(
 
 serve.register(cli)
 commands.register(cli)
+leases.register(cli)
 simulate.register(cli)
 demo.register(cli)
 watch.register(cli)

@@ -9,6 +9,9 @@ is the table), a request without an answer a ``TransportError``; both are
 
 ``watch()`` follows every committed change as ``Event``s (Server-Sent Events that
 resume by themselves after a dropped connection or a restart).
+A client opened with ``holder=`` keeps that holder's lease alive (``keep_alive()``
+does it for any holder); a failed keepalive is logged and handed to
+``on_keepalive_failure`` as a ``KeepaliveFailure``.
 
 ``ReleaseReceiver`` is the holder's side of the release webhook: an ASGI app that
 verifies the registry's signed ``page.release`` calls and hands each one, as a
@@ -18,7 +21,7 @@ verifies the registry's signed ``page.release`` calls and hands each one, as a
 
 from __future__ import annotations
 
-from ._client import AsyncPageHolderClient, PageHolderClient
+from ._client import AsyncKeepalive, AsyncPageHolderClient, Keepalive, PageHolderClient
 from ._config import Retry, Timeout
 from ._exceptions import (
     EXCEPTIONS_BY_CODE,
@@ -36,9 +39,12 @@ from ._exceptions import (
     HolderNotFound,
     InternalError,
     InvalidRequest,
+    LeaseExpired,
+    LeaseNotExpired,
     MethodNotAllowed,
     Misaligned,
     MultizoneBlock,
+    NoLease,
     NoReleaseHandler,
     NotFound,
     NotHead,
@@ -59,6 +65,7 @@ from ._exceptions import (
     UnexpectedResponse,
     exception_for_code,
 )
+from ._keepalive import KeepaliveFailure
 from ._models import (
     BatchResult,
     Block,
@@ -69,9 +76,12 @@ from ._models import (
     HolderCreated,
     HoldPage,
     HoldResult,
+    Lease,
     OfflineFailure,
     OfflineReport,
     PageInfo,
+    Reclaimed,
+    ReclaimedHold,
     Released,
     Zone,
 )
@@ -86,6 +96,7 @@ from ._receiver import (
 from ._watch import Event
 
 __all__ = [
+    "AsyncKeepalive",
     "AsyncPageHolderClient",
     "BatchResult",
     "Block",
@@ -112,9 +123,15 @@ __all__ = [
     "HolderNotFound",
     "InternalError",
     "InvalidRequest",
+    "Keepalive",
+    "KeepaliveFailure",
+    "Lease",
+    "LeaseExpired",
+    "LeaseNotExpired",
     "MethodNotAllowed",
     "Misaligned",
     "MultizoneBlock",
+    "NoLease",
     "NoReleaseHandler",
     "NotFound",
     "NotHead",
@@ -131,6 +148,8 @@ __all__ = [
     "PageReleasing",
     "PayloadTooLarge",
     "PfnNotFound",
+    "Reclaimed",
+    "ReclaimedHold",
     "ReleaseFailed",
     "ReleaseReceiver",
     "ReleaseRequest",

@@ -27,8 +27,10 @@ from ._models import (
     HolderCreated,
     HoldPage,
     HoldResult,
+    Lease,
     OfflineReport,
     PageInfo,
+    Reclaimed,
     Released,
     Zone,
     parse,
@@ -235,12 +237,18 @@ class BaseClient:
         release_url: str | None,
         timeout_s: float | None,
         description: str | None,
+        lease_ttl_s: float | None = None,
+        on_expiry: str | None = None,
     ) -> Call[HolderCreated]:
         body: dict[str, Any] = {"name": name, "release_url": release_url}
         if timeout_s is not None:
             body["timeout_s"] = timeout_s
         if description is not None:
             body["description"] = description
+        if lease_ttl_s is not None:
+            body["lease_ttl_s"] = lease_ttl_s
+        if on_expiry is not None:
+            body["on_expiry"] = on_expiry
         return Call("POST", "/v1/holders", _json(HolderCreated), json=body)
 
     def _list_holders(self) -> Call[list[Holder]]:
@@ -255,6 +263,8 @@ class BaseClient:
         release_url: str | None | Unset,
         timeout_s: float | None,
         description: str | None,
+        lease_ttl_s: float | None | Unset = UNSET,
+        on_expiry: str | None = None,
     ) -> Call[Holder]:
         body: dict[str, Any] = {}
         if release_url is not UNSET:
@@ -263,7 +273,18 @@ class BaseClient:
             body["timeout_s"] = timeout_s
         if description is not None:
             body["description"] = description
+        if lease_ttl_s is not UNSET:
+            body["lease_ttl_s"] = lease_ttl_s
+        if on_expiry is not None:
+            body["on_expiry"] = on_expiry
         return Call("PATCH", f"/v1/holders/{_segment(name)}", _json(Holder), json=body)
+
+    def _keepalive(self, name: str) -> Call[Lease]:
+        # Not retried here: the keepalive loop (_keepalive.py) has its own schedule.
+        return Call("POST", f"/v1/holders/{_segment(name)}/keepalive", _json(Lease), retry=False)
+
+    def _reclaim(self, name: str) -> Call[Reclaimed]:
+        return Call("POST", f"/v1/holders/{_segment(name)}/reclaim", _json(Reclaimed))
 
     def _delete_holder(self, name: str, force: bool) -> Call[None]:
         params = {"force": "true"} if force else None
@@ -287,9 +308,17 @@ class BaseClient:
         return Call("POST", f"/v1/pages/{_segment(pfn)}/release", _json(Released))
 
     def _list_holds(
-        self, start: int, end: int | None, holder: str | None, limit: int | None, cursor: str | None
+        self,
+        start: int,
+        end: int | None,
+        holder: str | None,
+        limit: int | None,
+        cursor: str | None,
+        state: str | None = None,
     ) -> Call[HoldPage]:
-        params = _query(start=start, end=end, holder=holder, limit=limit, cursor=cursor)
+        params = _query(
+            start=start, end=end, holder=holder, state=state, limit=limit, cursor=cursor
+        )
         return Call("GET", "/v1/pages", _json(HoldPage), params=params)
 
     # -- batches --------------------------------------------------------------------------
@@ -339,12 +368,17 @@ class BaseClient:
     def _get_block(self, block_id: int) -> Call[Block]:
         return Call("GET", f"/v1/blocks/{_segment(block_id)}", _json(Block))
 
-    def _offline_block(self, block_id: int, deadline_s: float) -> Call[OfflineReport]:
+    def _offline_block(
+        self, block_id: int, deadline_s: float, reclaim_orphans: bool = False
+    ) -> Call[OfflineReport]:
+        body: dict[str, Any] = {"deadline_s": deadline_s}
+        if reclaim_orphans:
+            body["reclaim_orphans"] = True
         return Call(
             "POST",
             f"/v1/blocks/{_segment(block_id)}/offline",
             _json(OfflineReport),
-            json={"deadline_s": deadline_s},
+            json=body,
             read_timeout=deadline_s + OFFLINE_SLACK_S,
         )
 

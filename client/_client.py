@@ -1,12 +1,20 @@
 """``PageHolderClient`` (httpx.Client) and ``AsyncPageHolderClient`` (httpx.AsyncClient).
 
 Both take ``(url, token=None, *, timeout=Timeout(), retry=Retry(), transport=None,
-http_client=None)``. ``transport`` is handed to the httpx client the pageholder client
-makes (``httpx.MockTransport``, ``httpx.ASGITransport`` for an in-process app, ...);
+http_client=None, holder=None, on_keepalive_failure=None)``. ``transport`` is handed
+to the httpx client the pageholder client makes (``httpx.MockTransport``,
+``httpx.ASGITransport`` for an in-process app, ...);
 ``http_client`` is an httpx client of your own to send through instead (a shared pool,
 proxies, event hooks): the pageholder client then sends absolute URLs under ``url``
 with its own headers and timeouts, and leaves closing it to you. Every method is one
 ``Call`` built by ``BaseClient``; the two classes differ only in how they send it.
+
+Leases: a client opened (``with`` / ``async with``) with ``holder="nic0"`` keeps that
+holder's lease alive until it is closed: a keepalive every third of the TTL, in a
+thread (sync) or a task (async), retried soon after a failure (a registry restart),
+each failure reported to ``on_keepalive_failure`` and logged (``_keepalive.py``).
+``keep_alive(name)`` starts the same for any holder (the admin's client may keep
+several alive) and returns a handle with ``stop()``.
 
     with PageHolderClient("http://127.0.0.1:8000", token) as registry:
         registry.hold(1048576, "nic0", order=9)
@@ -23,6 +31,8 @@ It gives up, raising the last error, after ``reconnect_for_s`` without a connect
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from types import TracebackType
@@ -32,7 +42,8 @@ import httpx
 
 from ._base import UNSET, BaseClient, Call, PageSpec, RangeSpec, Unset
 from ._config import DEFAULT_RETRY, DEFAULT_TIMEOUT, Retry, Timeout
-from ._exceptions import NotReady, TransportError, transport_error
+from ._exceptions import ClientError, NotReady, TransportError, transport_error
+from ._keepalive import KeepaliveSchedule, OnKeepaliveFailure
 from ._models import (
     BatchResult,
     Block,
@@ -42,14 +53,16 @@ from ._models import (
     HolderCreated,
     HoldPage,
     HoldResult,
+    Lease,
     OfflineReport,
     PageInfo,
+    Reclaimed,
     Released,
     Zone,
 )
 from ._watch import RECONNECT_FOR_S, Event, Overflowed, Watch
 
-__all__ = ["AsyncPageHolderClient", "PageHolderClient"]
+__all__ = ["AsyncKeepalive", "AsyncPageHolderClient", "Keepalive", "PageHolderClient"]
 
 T = TypeVar("T")
 
@@ -66,19 +79,30 @@ class PageHolderClient(BaseClient):
         retry: Retry = DEFAULT_RETRY,
         transport: httpx.BaseTransport | None = None,
         http_client: httpx.Client | None = None,
+        holder: str | None = None,
+        on_keepalive_failure: OnKeepaliveFailure | None = None,
     ) -> None:
         super().__init__(url, token, timeout=timeout, retry=retry)
         if http_client is not None and transport is not None:
             raise ValueError("give transport or http_client, not both")
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(transport=transport, follow_redirects=False)
+        self.holder = holder
+        self._on_keepalive_failure = on_keepalive_failure
+        self._keepalives: list[Keepalive] = []
 
     def close(self) -> None:
-        """Close the connections (not those of an ``http_client`` you passed)."""
+        """Stop the keepalives, close the connections (not those of an ``http_client``
+        you passed)."""
+        for keepalive in self._keepalives:
+            keepalive.stop()
+        self._keepalives.clear()
         if self._owns_http:
             self._http.close()
 
     def __enter__(self) -> Self:
+        if self.holder is not None:
+            self.keep_alive(self.holder, on_failure=self._on_keepalive_failure)
         return self
 
     def __exit__(
@@ -106,6 +130,22 @@ class PageHolderClient(BaseClient):
                 response.close()
             time.sleep(delay)
 
+    # -- leases ---------------------------------------------------------------------------
+
+    def keepalive(self, name: str) -> Lease:
+        """Renew a holder's lease once (admin or the holder); revives an expired one."""
+        return self._send(self._keepalive(name))
+
+    def reclaim(self, name: str) -> Reclaimed:
+        """Erase every hold of a holder whose lease expired (admin)."""
+        return self._send(self._reclaim(name))
+
+    def keep_alive(self, name: str, *, on_failure: OnKeepaliveFailure | None = None) -> Keepalive:
+        """Keep ``name``'s lease alive in a thread until ``stop()`` or ``close()``."""
+        keepalive = Keepalive(self, KeepaliveSchedule(name, on_failure))
+        self._keepalives.append(keepalive)
+        return keepalive
+
     # -- holders --------------------------------------------------------------------------
 
     def create_holder(
@@ -115,9 +155,14 @@ class PageHolderClient(BaseClient):
         *,
         timeout_s: float | None = None,
         description: str | None = None,
+        lease_ttl_s: float | None = None,
+        on_expiry: str | None = None,
     ) -> HolderCreated:
-        """Register a holder (admin); its ``token`` and ``webhook_secret`` come only here."""
-        return self._send(self._create_holder(name, release_url, timeout_s, description))
+        """Register a holder (admin); its ``token`` and ``webhook_secret`` come only here.
+        With ``lease_ttl_s`` it must send keepalives (``on_expiry``: keep or reclaim)."""
+        return self._send(
+            self._create_holder(name, release_url, timeout_s, description, lease_ttl_s, on_expiry)
+        )
 
     def list_holders(self) -> list[Holder]:
         return self._send(self._list_holders())
@@ -132,9 +177,14 @@ class PageHolderClient(BaseClient):
         release_url: str | None | Unset = UNSET,
         timeout_s: float | None = None,
         description: str | None = None,
+        lease_ttl_s: float | None | Unset = UNSET,
+        on_expiry: str | None = None,
     ) -> Holder:
-        """Change only the given fields; ``release_url=None`` removes the release handler."""
-        return self._send(self._update_holder(name, release_url, timeout_s, description))
+        """Change only the given fields; ``release_url=None`` removes the release handler,
+        ``lease_ttl_s=None`` the lease (setting one starts it live)."""
+        return self._send(
+            self._update_holder(name, release_url, timeout_s, description, lease_ttl_s, on_expiry)
+        )
 
     def delete_holder(self, name: str, *, force: bool = False) -> None:
         """Remove a holder; ``force`` (admin) drops its holds too."""
@@ -168,9 +218,11 @@ class PageHolderClient(BaseClient):
         holder: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        state: str | None = None,
     ) -> HoldPage:
-        """One page of the holds intersecting ``[start, end)``, ascending."""
-        return self._send(self._list_holds(start, end, holder, limit, cursor))
+        """One page of the holds intersecting ``[start, end)``, ascending; ``state``
+        (held, releasing, orphaned) filters."""
+        return self._send(self._list_holds(start, end, holder, limit, cursor, state))
 
     def iter_holds(
         self,
@@ -251,9 +303,12 @@ class PageHolderClient(BaseClient):
     def get_block(self, block_id: int) -> Block:
         return self._send(self._get_block(block_id))
 
-    def offline(self, block_id: int, deadline_s: float = 30.0) -> OfflineReport:
-        """Take a block offline (admin); ``OfflineFailed`` (with ``.report``) if it stays."""
-        return self._send(self._offline_block(block_id, deadline_s))
+    def offline(
+        self, block_id: int, deadline_s: float = 30.0, *, reclaim_orphans: bool = False
+    ) -> OfflineReport:
+        """Take a block offline (admin); ``OfflineFailed`` (with ``.report``) if it stays.
+        ``reclaim_orphans`` erases holds of expired holders without asking them."""
+        return self._send(self._offline_block(block_id, deadline_s, reclaim_orphans))
 
     def online(self, block_id: int) -> Block:
         """Bring an offline block back online (admin)."""
@@ -334,19 +389,30 @@ class AsyncPageHolderClient(BaseClient):
         retry: Retry = DEFAULT_RETRY,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
+        holder: str | None = None,
+        on_keepalive_failure: OnKeepaliveFailure | None = None,
     ) -> None:
         super().__init__(url, token, timeout=timeout, retry=retry)
         if http_client is not None and transport is not None:
             raise ValueError("give transport or http_client, not both")
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(transport=transport, follow_redirects=False)
+        self.holder = holder
+        self._on_keepalive_failure = on_keepalive_failure
+        self._keepalives: list[AsyncKeepalive] = []
 
     async def aclose(self) -> None:
-        """Close the connections (not those of an ``http_client`` you passed)."""
+        """Stop the keepalives, close the connections (not those of an ``http_client``
+        you passed)."""
+        for keepalive in self._keepalives:
+            await keepalive.stop()
+        self._keepalives.clear()
         if self._owns_http:
             await self._http.aclose()
 
     async def __aenter__(self) -> Self:
+        if self.holder is not None:
+            self.keep_alive(self.holder, on_failure=self._on_keepalive_failure)
         return self
 
     async def __aexit__(
@@ -374,6 +440,24 @@ class AsyncPageHolderClient(BaseClient):
                 await response.aclose()
             await asyncio.sleep(delay)
 
+    # -- leases ---------------------------------------------------------------------------
+
+    async def keepalive(self, name: str) -> Lease:
+        """Renew a holder's lease once (admin or the holder); revives an expired one."""
+        return await self._send(self._keepalive(name))
+
+    async def reclaim(self, name: str) -> Reclaimed:
+        """Erase every hold of a holder whose lease expired (admin)."""
+        return await self._send(self._reclaim(name))
+
+    def keep_alive(
+        self, name: str, *, on_failure: OnKeepaliveFailure | None = None
+    ) -> AsyncKeepalive:
+        """Keep ``name``'s lease alive in a task until ``stop()`` or ``aclose()``."""
+        keepalive = AsyncKeepalive(self, KeepaliveSchedule(name, on_failure))
+        self._keepalives.append(keepalive)
+        return keepalive
+
     # -- holders --------------------------------------------------------------------------
 
     async def create_holder(
@@ -383,9 +467,14 @@ class AsyncPageHolderClient(BaseClient):
         *,
         timeout_s: float | None = None,
         description: str | None = None,
+        lease_ttl_s: float | None = None,
+        on_expiry: str | None = None,
     ) -> HolderCreated:
-        """Register a holder (admin); its ``token`` and ``webhook_secret`` come only here."""
-        return await self._send(self._create_holder(name, release_url, timeout_s, description))
+        """Register a holder (admin); its ``token`` and ``webhook_secret`` come only here.
+        With ``lease_ttl_s`` it must send keepalives (``on_expiry``: keep or reclaim)."""
+        return await self._send(
+            self._create_holder(name, release_url, timeout_s, description, lease_ttl_s, on_expiry)
+        )
 
     async def list_holders(self) -> list[Holder]:
         return await self._send(self._list_holders())
@@ -400,9 +489,14 @@ class AsyncPageHolderClient(BaseClient):
         release_url: str | None | Unset = UNSET,
         timeout_s: float | None = None,
         description: str | None = None,
+        lease_ttl_s: float | None | Unset = UNSET,
+        on_expiry: str | None = None,
     ) -> Holder:
-        """Change only the given fields; ``release_url=None`` removes the release handler."""
-        return await self._send(self._update_holder(name, release_url, timeout_s, description))
+        """Change only the given fields; ``release_url=None`` removes the release handler,
+        ``lease_ttl_s=None`` the lease (setting one starts it live)."""
+        return await self._send(
+            self._update_holder(name, release_url, timeout_s, description, lease_ttl_s, on_expiry)
+        )
 
     async def delete_holder(self, name: str, *, force: bool = False) -> None:
         """Remove a holder; ``force`` (admin) drops its holds too."""
@@ -436,9 +530,11 @@ class AsyncPageHolderClient(BaseClient):
         holder: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        state: str | None = None,
     ) -> HoldPage:
-        """One page of the holds intersecting ``[start, end)``, ascending."""
-        return await self._send(self._list_holds(start, end, holder, limit, cursor))
+        """One page of the holds intersecting ``[start, end)``, ascending; ``state``
+        (held, releasing, orphaned) filters."""
+        return await self._send(self._list_holds(start, end, holder, limit, cursor, state))
 
     async def iter_holds(
         self,
@@ -521,9 +617,12 @@ class AsyncPageHolderClient(BaseClient):
     async def get_block(self, block_id: int) -> Block:
         return await self._send(self._get_block(block_id))
 
-    async def offline(self, block_id: int, deadline_s: float = 30.0) -> OfflineReport:
-        """Take a block offline (admin); ``OfflineFailed`` (with ``.report``) if it stays."""
-        return await self._send(self._offline_block(block_id, deadline_s))
+    async def offline(
+        self, block_id: int, deadline_s: float = 30.0, *, reclaim_orphans: bool = False
+    ) -> OfflineReport:
+        """Take a block offline (admin); ``OfflineFailed`` (with ``.report``) if it stays.
+        ``reclaim_orphans`` erases holds of expired holders without asking them."""
+        return await self._send(self._offline_block(block_id, deadline_s, reclaim_orphans))
 
     async def online(self, block_id: int) -> Block:
         """Bring an offline block back online (admin)."""
@@ -622,3 +721,58 @@ def _gave_up(error: Exception) -> Exception:
     if isinstance(error, httpx.RequestError):
         return transport_error(error)
     return TransportError(f"no event stream: {error}")
+
+class Keepalive:
+    """A thread that runs a ``KeepaliveSchedule`` with a ``PageHolderClient``."""
+
+    def __init__(self, client: PageHolderClient, schedule: KeepaliveSchedule) -> None:
+        self.schedule = schedule
+        self._client = client
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"keepalive:{schedule.holder}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        delay = 0.0
+        while not self._stop.wait(delay):
+            try:
+                lease = self._client.keepalive(self.schedule.holder)
+            except ClientError as exc:
+                delay = self.schedule.failed(exc)
+            else:
+                delay = self.schedule.succeeded(lease)
+
+    def stop(self) -> None:
+        """Stop sending keepalives (the lease then runs out after its TTL)."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+
+class AsyncKeepalive:
+    """A task that runs a ``KeepaliveSchedule`` with an ``AsyncPageHolderClient``."""
+
+    def __init__(self, client: AsyncPageHolderClient, schedule: KeepaliveSchedule) -> None:
+        self.schedule = schedule
+        self._client = client
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"keepalive:{schedule.holder}"
+        )
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                lease = await self._client.keepalive(self.schedule.holder)
+            except ClientError as exc:
+                delay = self.schedule.failed(exc)
+            else:
+                delay = self.schedule.succeeded(lease)
+            await asyncio.sleep(delay)
+
+    async def stop(self) -> None:
+        """Stop sending keepalives (the lease then runs out after its TTL)."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task

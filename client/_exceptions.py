@@ -25,7 +25,10 @@
         │   ├── BlockNotOffline             block_not_offline     409
         │   ├── MultizoneBlock              multizone_block       409
         │   ├── NoReleaseHandler            no_release_handler    409
-        │   └── OfflineFailed               offline_failed        409  (.report)
+        │   ├── OfflineFailed               offline_failed        409  (.report)
+        │   ├── LeaseExpired                lease_expired         409
+        │   ├── LeaseNotExpired             lease_not_expired     409
+        │   └── NoLease                     no_lease              409
         ├── Unauthorized                    unauthorized          401
         ├── Forbidden                       forbidden             403
         ├── EventsCompacted                 events_compacted      410  (.oldest_rev)
@@ -241,6 +244,18 @@ class OfflineFailed(Conflict):
         self.report: OfflineReport | None = _extension(self.problem.get("report"), OfflineReport)
 
 
+class LeaseExpired(Conflict):
+    """The holder's lease expired: it may start no hold until a keepalive revives it."""
+
+
+class LeaseNotExpired(Conflict):
+    """Only an expired holder's holds can be reclaimed; this one is live (or has no lease)."""
+
+
+class NoLease(Conflict):
+    """A keepalive for a holder that has no lease."""
+
+
 class Unauthorized(PageHolderError):
     """No bearer token, or one the server does not know."""
 
@@ -304,6 +319,9 @@ EXCEPTIONS_BY_CODE: Final[Mapping[str, type[PageHolderError]]] = MappingProxyTyp
         "multizone_block": MultizoneBlock,
         "no_release_handler": NoReleaseHandler,
         "offline_failed": OfflineFailed,
+        "lease_expired": LeaseExpired,
+        "lease_not_expired": LeaseNotExpired,
+        "no_lease": NoLease,
         "unauthorized": Unauthorized,
         "forbidden": Forbidden,
         "events_compacted": EventsCompacted,

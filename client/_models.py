@@ -26,9 +26,12 @@ __all__ = [
     "HoldResult",
     "Holder",
     "HolderCreated",
+    "Lease",
     "OfflineFailure",
     "OfflineReport",
     "PageInfo",
+    "Reclaimed",
+    "ReclaimedHold",
     "Released",
     "Zone",
     "parse",
@@ -57,8 +60,17 @@ def parse(cls: type[T], data: Any) -> T:
 
 
 @dataclass(frozen=True, slots=True)
+class Lease:
+    """A holder's lease: ``state`` live or expired; ``expires_at`` without a keepalive."""
+
+    state: str
+    expires_at: datetime
+    ttl_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Holder:
-    """A registered holder and how much it holds."""
+    """A registered holder and how much it holds; ``lease`` is None without a lease."""
 
     name: str
     release_url: str | None
@@ -72,10 +84,21 @@ class Holder:
     #: admin and to the holder itself (``None`` for other holders). A registry that does
     #: not say is one that shows every URL.
     has_release_handler: bool = field(default=False, kw_only=True)
+    lease_ttl_s: float | None = field(default=None, kw_only=True)
+    on_expiry: str = field(default="keep", kw_only=True)
+    lease: Lease | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         if self.release_url is not None and not self.has_release_handler:
             object.__setattr__(self, "has_release_handler", True)
+
+
+@dataclass(frozen=True, slots=True)
+class Reclaimed:
+    """What ``reclaim()`` erased of an expired holder's holds."""
+
+    reclaimed_holds: int
+    reclaimed_pages: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +130,8 @@ class PageInfo:
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """``2**order`` pages from ``pfn`` held by ``holder``; ``state`` is held or releasing."""
+    """``2**order`` pages from ``pfn`` held by ``holder``; ``state`` is held, releasing or
+    orphaned (its holder's lease expired)."""
 
     pfn: int
     order: int
@@ -170,6 +194,7 @@ class Zone:
     present_pages: int
     held_pages: int
     holds: int
+    orphaned_pages: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +211,7 @@ class Block:
     held_pages: int
     holds: int
     removable: bool
+    orphaned_pages: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +234,15 @@ class OfflineFailure:
 
 
 @dataclass(frozen=True, slots=True)
+class ReclaimedHold:
+    """An orphaned hold an offline erased without a call (``reclaim_orphans``)."""
+
+    holder: str
+    pfn: int
+    order: int
+
+
+@dataclass(frozen=True, slots=True)
 class OfflineReport:
     """What an offline did: the block's final ``state`` and every failure."""
 
@@ -218,6 +253,7 @@ class OfflineReport:
     webhook_calls: int
     duration_ms: float
     failures: tuple[OfflineFailure, ...]
+    reclaimed: tuple[ReclaimedHold, ...] = ()
 
 
 # -- errors -------------------------------------------------------------------------------

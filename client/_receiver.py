@@ -35,6 +35,11 @@ registry's retry is processed as new. A second request with the id of a delivery
 still in ``on_release`` gets 409 + ``Retry-After`` (temporary): it is neither processed
 twice nor remembered.
 
+Leases: given ``registry=`` (a client that may send the holder's keepalives: the
+holder's own token, or the admin's) and ``holder=``, the receiver keeps that holder's
+lease alive while it is served (``serve_receiver``, or the ASGI lifespan when it is
+served alone), so a subsystem that answers release calls also proves it is alive.
+
 Mounting: the receiver answers on every path it is given, so it can be served alone or
 mounted (``app.mount("/release", receiver)``). Starlette's ``Mount`` matches
 ``/release/`` (with the slash) and redirects ``/release`` to it, and the registry does
@@ -59,8 +64,13 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from ._keepalive import OnKeepaliveFailure
+
 if TYPE_CHECKING:
     import uvicorn
+
+    # types only: _client imports _watch, which imports this module
+    from ._client import AsyncKeepalive, AsyncPageHolderClient
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -244,9 +254,18 @@ class ReleaseReceiver:
         tolerance_s: float = 300,
         replay_window: int = 10000,
         clock: Callable[[], float] = time.time,
+        registry: AsyncPageHolderClient | None = None,
+        holder: str | None = None,
+        on_keepalive_failure: OnKeepaliveFailure | None = None,
     ) -> None:
         if replay_window < 0:
             raise ValueError("replay_window must be >= 0")
+        if (registry is None) != (holder is None):
+            raise ValueError("registry and holder go together (to keep the holder's lease)")
+        self._registry = registry
+        self._holder = holder
+        self._on_keepalive_failure = on_keepalive_failure
+        self._keepalive: AsyncKeepalive | None = None
         self._webhook = Webhook(secret)  # raises on an empty or undecodable secret
         self._on_release = on_release
         self._tolerance_s = tolerance_s
@@ -256,9 +275,27 @@ class ReleaseReceiver:
         self._in_flight: set[str] = set()
         self.calls: list[ReleaseRequest] = []
 
+    def start_keepalive(self) -> None:
+        """Start keeping the holder's lease alive (no-op without ``registry``, or twice)."""
+        if self._registry is None or self._keepalive is not None:
+            return
+        assert self._holder is not None
+        self._keepalive = self._registry.keep_alive(
+            self._holder, on_failure=self._on_keepalive_failure
+        )
+
+    async def stop_keepalive(self) -> None:
+        if self._keepalive is not None:
+            await self._keepalive.stop()
+            self._keepalive = None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            self.start_keepalive()
+            try:
+                await _lifespan(receive, send)
+            finally:
+                await self.stop_keepalive()
             return
         if scope["type"] != "http":
             if scope["type"] == "websocket":
@@ -476,6 +513,7 @@ class RunningReceiver:
         """Stop accepting, let requests in progress finish, and wait. Idempotent."""
         self._server.should_exit = True
         await self._task
+        await self.receiver.stop_keepalive()
 
     async def __aenter__(self) -> RunningReceiver:
         return self
@@ -529,4 +567,5 @@ async def serve_receiver(
             await task
         sock.close()
         raise
+    receiver.start_keepalive()
     return RunningReceiver(receiver, host, bound_port, server, task)

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from pageholder.client import (
+    AsyncKeepalive,
     BatchResult,
     HolderCreated,
     ReleaseRequest,
@@ -43,6 +44,9 @@ class Subsystem:
     plan: HoldPlan = field(default_factory=HoldPlan)
     holder: HolderCreated | None = None
     running: RunningReceiver | None = None
+    #: keeps the lease of a subsystem without a receiver alive (one with a receiver:
+    #: the receiver does)
+    keepalive: AsyncKeepalive | None = None
     #: head pfn -> order of what it believes it holds (held, not yet released)
     held: dict[int, int] = field(default_factory=dict)
     #: batch-set entries the registry refused (page held by someone else, ...)

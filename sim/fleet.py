@@ -12,14 +12,16 @@ from pageholder.client import (
     Block,
     BlockNotFound,
     ClientError,
+    HolderCreated,
     HolderExists,
+    KeepaliveFailure,
     ReleaseReceiver,
     serve_receiver,
 )
 
 from .behaviours import Subsystem, log
 from .planning import plan_holds
-from .scenario import Scenario, ScenarioError
+from .scenario import Scenario, ScenarioError, SubsystemSpec
 
 
 class SimulatedFleet:
@@ -82,6 +84,10 @@ class SimulatedFleet:
 
     async def stop(self) -> None:
         """Stop every release handler; with ``cleanup``, delete the holders. Idempotent."""
+        for subsystem in self.subsystems.values():
+            if subsystem.keepalive is not None:
+                await subsystem.keepalive.stop()
+                subsystem.keepalive = None
         closing = []
         for subsystem in self.subsystems.values():
             if subsystem.running is not None:
@@ -118,20 +124,25 @@ class SimulatedFleet:
         spec = subsystem.spec
         description = spec.description or f"simulated: {spec.describe()}"
         try:
-            created = await self.client.create_holder(
-                spec.name, timeout_s=spec.timeout_s, description=description
-            )
+            created = await self._create(spec, description)
         except HolderExists:
             # The webhook secret is shown only at creation: start over with a new holder.
             log.info("%s: holder existed (a restart?): deleted with its holds", spec.name)
             await self.client.delete_holder(spec.name, force=True)
-            created = await self.client.create_holder(
-                spec.name, timeout_s=spec.timeout_s, description=description
-            )
+            created = await self._create(spec, description)
         subsystem.holder = created
+        leased = spec.lease_ttl_s is not None
         if spec.behaviour == "no_handler":
+            if leased:  # no receiver to do it: the client keeps the lease alive itself
+                subsystem.keepalive = self.client.keep_alive(spec.name, on_failure=_failed)
             return
-        receiver = ReleaseReceiver(created.webhook_secret, subsystem.on_release)
+        receiver = ReleaseReceiver(
+            created.webhook_secret,
+            subsystem.on_release,
+            registry=self.client if leased else None,
+            holder=spec.name if leased else None,
+            on_keepalive_failure=_failed,
+        )
         try:
             subsystem.running = await serve_receiver(receiver, self.listen_host, spec.port)
         except OSError as exc:
@@ -142,6 +153,15 @@ class SimulatedFleet:
         url = f"http://{_netloc(self.advertise_host)}:{subsystem.running.port}/"
         holder = await self.client.update_holder(spec.name, release_url=url)
         subsystem.holder = dataclasses.replace(created, release_url=holder.release_url)
+
+    async def _create(self, spec: SubsystemSpec, description: str) -> HolderCreated:
+        return await self.client.create_holder(
+            spec.name,
+            timeout_s=spec.timeout_s,
+            description=description,
+            lease_ttl_s=spec.lease_ttl_s,
+            on_expiry=spec.on_expiry if spec.lease_ttl_s is not None else None,
+        )
 
     async def _hold(self, subsystem: Subsystem) -> None:
         plan = subsystem.plan
@@ -162,6 +182,12 @@ class SimulatedFleet:
                 len(results),
                 ", ".join(f"{code} x{n}" for code, n in codes.items()),
             )
+
+
+def _failed(failure: KeepaliveFailure) -> None:
+    log.warning(
+        "%s: keepalive failed (%d in a row): %s", failure.holder, failure.failures, failure.error
+    )
 
 
 def _unspecified(host: str) -> bool:

@@ -35,6 +35,8 @@ A scenario comes from a TOML file (``Scenario.from_toml``)::
     delay_s = 2              # optional: slow only
     temporary = 2            # optional: flaky only
     port = 0                 # optional: a fixed port for the receiver
+    lease_ttl_s = 3          # optional: a holder lease, kept alive while it runs
+    on_expiry = "keep"       # optional: keep | reclaim its holds when the lease expires
 
 or from ``name:behaviour:pattern:count:blocks[:key=value...]`` strings
 (``Scenario.from_specs``), e.g. ``nic0:cooperative:scattered:64:40-41``.
@@ -42,6 +44,11 @@ or from ``name:behaviour:pattern:count:blocks[:key=value...]`` strings
 Restarts: a holder's ``webhook_secret`` is returned only when it is created, so a
 subsystem whose holder already exists (the simulator ran before) deletes it with
 ``force`` (dropping its holds) and registers it again, then holds its pages afresh.
+
+Leases: a subsystem with ``lease_ttl_s`` registers a holder with that lease and keeps
+it alive (its ``ReleaseReceiver`` does, or the client for one without a handler) for
+as long as it runs. Kill the process (SIGKILL) and the keepalives stop: after the TTL
+its holds read ``orphaned``, which is how ``pageholder demo`` shows a subsystem dying.
 
 ``SimulatedFleet`` runs a scenario against a registry (``async with``); the
 ``pageholder simulate`` command runs one until SIGINT/SIGTERM or ``--duration``, logging
@@ -114,6 +121,8 @@ class SubsystemSpec(BaseModel):
     temporary: int = Field(default=2, ge=0, le=1000)
     port: int = Field(default=0, ge=0, le=65535)
     description: str = ""
+    lease_ttl_s: float | None = Field(default=None, ge=1, le=3600)
+    on_expiry: Literal["keep", "reclaim"] = "keep"
 
     @classmethod
     def make(
@@ -139,9 +148,10 @@ class SubsystemSpec(BaseModel):
         elif self.behaviour == "flaky":
             extra = f" ({self.temporary} x 'later' first)"
         where = "blocks" if len(self.unique_blocks) > 1 else "block"
+        lease = "" if self.lease_ttl_s is None else f", lease {self.lease_ttl_s:g} s"
         return (
             f"{self.behaviour}{extra}, {self.count} {self.pattern} holds in {where} "
-            f"{block_list(self.blocks)}"
+            f"{block_list(self.blocks)}{lease}"
         )
 
 

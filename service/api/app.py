@@ -146,6 +146,7 @@ async def _recover(
         if collecting:
             gc.enable()
     readiness.loaded = loaded
+    state.registry.leases.restart_all()  # timers on this loop; grace counts from now
     log.info(
         "recovered %d holds from %s in %.1f s", loaded, store.path, time.perf_counter() - began
     )

@@ -1,4 +1,4 @@
-"""Prometheus metrics of one service: requests, holds per zone, webhook calls."""
+"""Prometheus metrics of one service: requests, holds per zone, webhook calls, leases."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from pageholder.service.core.registry import Registry
@@ -28,6 +28,39 @@ class _HoldsCollector(Collector):
                 pages.add_metric([zh.zone.id], zh.tree.pages)
         yield holds
         yield pages
+
+
+class _LeasesCollector(Collector):
+    """Holders by lease state and what leases did, read from the core at scrape time."""
+
+    def __init__(self, registry: Callable[[], Registry | None]) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        by_state = GaugeMetricFamily(
+            "pageholder_holders_by_lease", "holders by lease state", labels=["state"]
+        )
+        counters = {
+            "expirations": "holder leases that expired",
+            "revivals": "expired holders revived by a keepalive",
+            "reclaimed_holds": "holds of expired holders erased without a call",
+            "reclaimed_pages": "pages of those holds",
+        }
+        registry = self._registry()
+        families = {
+            name: CounterMetricFamily(f"pageholder_lease_{name}", text)
+            for name, text in counters.items()
+        }
+        if registry is not None:
+            leases = registry.leases
+            expired = len(leases.expired_holders())
+            by_state.add_metric(["none"], len(registry.holders) - len(leases.leased))
+            by_state.add_metric(["live"], len(leases.leased) - expired)
+            by_state.add_metric(["expired"], expired)
+            for name, family in families.items():
+                family.add_metric([], getattr(leases.stats, name))
+        yield by_state
+        yield from families.values()
 
 
 class Metrics:
@@ -77,6 +110,7 @@ class Metrics:
         )
         self._pageholder: Registry | None = None
         self.registry.register(_HoldsCollector(lambda: self._pageholder))
+        self.registry.register(_LeasesCollector(lambda: self._pageholder))
 
     def watch(self, registry: Registry) -> None:
         self._pageholder = registry

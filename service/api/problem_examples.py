@@ -138,6 +138,21 @@ EXAMPLES: Final[dict[str, tuple[str, str, dict[str, Any]]]] = {
         {},
     ),
     "not_ready": ("starting or stopping", "the registry is starting or stopping", {}),
+    "lease_expired": (
+        "the holder's lease ran out",
+        "holder 'nic0': its lease expired; keep it alive to hold pages",
+        {"holder": "nic0"},
+    ),
+    "lease_not_expired": (
+        "the holder is alive",
+        "holder 'nic0' has a live lease; only an expired holder's holds are reclaimed",
+        {"holder": "nic0"},
+    ),
+    "no_lease": (
+        "the holder has no lease",
+        "holder 'nic0' has no lease",
+        {"holder": "nic0"},
+    ),
     "events_compacted": (
         "those revisions are no longer kept",
         "revision 17 is older than the oldest revision kept (100018); read the state again"

@@ -14,6 +14,10 @@ from pageholder.service.core.model import (
     Hold,
     Holder,
     HoldStateName,
+    Lease,
+    LeaseStateName,
+    OnExpiry,
+    OnExpiryName,
     SetStatusName,
 )
 from pageholder.service.core.radix import MAX_ORDER
@@ -22,9 +26,11 @@ from pageholder.service.core.rules import (
     DEFAULT_TIMEOUT_S,
     HOLDER_NAME_PATTERN,
     MAX_DEADLINE_S,
+    MAX_LEASE_TTL_S,
     MAX_PFN,
     MAX_RANGE_PAGES,
     MAX_TIMEOUT_S,
+    MIN_LEASE_TTL_S,
     MIN_TIMEOUT_S,
 )
 
@@ -41,6 +47,22 @@ HolderName = Annotated[
         examples=["nic0"],
     ),
 ]
+
+
+LeaseTtl = Annotated[
+    float | None,
+    Field(
+        ge=MIN_LEASE_TTL_S,
+        le=MAX_LEASE_TTL_S,
+        description="the holder's lease, seconds: it must send a keepalive within that "
+        "time or its holds turn orphaned; null = no lease (trusted to live)",
+        examples=[10],
+    ),
+]
+ON_EXPIRY = (
+    "when the lease expires: keep the holds (they read orphaned until reclaimed or the "
+    f"holder revives), or reclaim (erase) them; one of {[e.value for e in OnExpiry]}"
+)
 
 
 def to_time(seconds: float) -> datetime:
@@ -69,12 +91,41 @@ class HolderCreate(Request):
         description="per-call webhook timeout",
     )
     description: str = Field(default="", max_length=1024, examples=["RDMA registrations of mlx0"])
+    lease_ttl_s: LeaseTtl = None
+    on_expiry: OnExpiryName = Field(default="keep", description=ON_EXPIRY)
 
 
 class HolderPatch(Request):
     release_url: str | None = Field(default=None, max_length=2048)
     timeout_s: float | None = Field(default=None, ge=MIN_TIMEOUT_S, le=MAX_TIMEOUT_S)
     description: str | None = Field(default=None, max_length=1024)
+    lease_ttl_s: LeaseTtl = None
+    on_expiry: OnExpiryName | None = Field(default=None, description=ON_EXPIRY)
+
+
+class LeaseOut(BaseModel):
+    """A holder's lease: live until ``expires_at`` unless it sends a keepalive."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"state": "live", "expires_at": "2026-11-26T15:00:10.000000Z", "ttl_s": 10.0}
+            ]
+        }
+    )
+
+    state: LeaseStateName
+    expires_at: datetime = Field(description="when it expires (or expired) without a keepalive")
+    ttl_s: float
+
+    @classmethod
+    def of(cls, lease: Lease, expires_at: float) -> LeaseOut:
+        return cls(state=lease.state.value, expires_at=to_time(expires_at), ttl_s=lease.ttl_s)
+
+
+class Reclaimed(BaseModel):
+    reclaimed_holds: int
+    reclaimed_pages: int
 
 
 class HolderOut(BaseModel):
@@ -90,11 +141,18 @@ class HolderOut(BaseModel):
     holds: int = Field(description="number of holds")
     held_pages: int = Field(description="pages covered by its holds")
     last_error: str | None = Field(description="the last release failure its handler reported")
+    lease_ttl_s: float | None = Field(default=None, description="null: no lease")
+    on_expiry: OnExpiryName = Field(default="keep", description=ON_EXPIRY)
+    lease: LeaseOut | None = Field(default=None, description="null without a lease")
 
     @classmethod
-    def of(cls, holder: Holder, *, show_url: bool) -> HolderOut:
+    def of(
+        cls, holder: Holder, *, show_url: bool, expires_at: float | None = None
+    ) -> HolderOut:
         """``holder`` as shown to a reader; ``show_url`` only for its admin or itself (a
-        release URL can carry a secret in its query string)."""
+        release URL can carry a secret in its query string). ``expires_at``: the lease's
+        deadline as epoch seconds (``Leases.expires_at``)."""
+        lease = holder.lease
         return cls(
             name=holder.name,
             release_url=holder.release_url if show_url else None,
@@ -105,6 +163,11 @@ class HolderOut(BaseModel):
             holds=holder.holds,
             held_pages=holder.held_pages,
             last_error=holder.last_error,
+            lease_ttl_s=holder.lease_ttl_s,
+            on_expiry=holder.on_expiry.value,
+            lease=None
+            if lease is None or expires_at is None
+            else LeaseOut.of(lease, expires_at),
         )
 
 
@@ -227,9 +290,10 @@ class ZoneOut(BaseModel):
     present_pages: int
     held_pages: int
     holds: int
+    orphaned_pages: int = Field(default=0, description="held by holders whose lease expired")
 
     @classmethod
-    def of(cls, zone: Zone, held_pages: int, holds: int) -> ZoneOut:
+    def of(cls, zone: Zone, held_pages: int, holds: int, orphaned_pages: int = 0) -> ZoneOut:
         return cls(
             id=zone.id,
             node=zone.node,
@@ -239,6 +303,7 @@ class ZoneOut(BaseModel):
             present_pages=zone.present_pages,
             held_pages=held_pages,
             holds=holds,
+            orphaned_pages=orphaned_pages,
         )
 
 
@@ -261,6 +326,7 @@ class BlockOut(BaseModel):
                     "held_pages": 4608,
                     "holds": 72,
                     "removable": True,
+                    "orphaned_pages": 0,
                 }
             ]
         }
@@ -276,10 +342,17 @@ class BlockOut(BaseModel):
     held_pages: int
     holds: int
     removable: bool = Field(description="no hold in the block lacks a release handler")
+    orphaned_pages: int = Field(default=0, description="held by holders whose lease expired")
 
     @classmethod
     def of(
-        cls, block: MemoryBlock, state: str, held_pages: int, holds: int, removable: bool
+        cls,
+        block: MemoryBlock,
+        state: str,
+        held_pages: int,
+        holds: int,
+        removable: bool,
+        orphaned_pages: int = 0,
     ) -> BlockOut:
         return cls(
             id=block.id,
@@ -292,6 +365,7 @@ class BlockOut(BaseModel):
             held_pages=held_pages,
             holds=holds,
             removable=removable,
+            orphaned_pages=orphaned_pages,
         )
 
 
@@ -368,6 +442,10 @@ class OfflineRequest(Request):
         le=MAX_DEADLINE_S,
         description="the whole offline ends by then",
     )
+    reclaim_orphans: bool = Field(
+        default=False,
+        description="erase the block's orphaned holds (of expired holders) without a call",
+    )
 
 
 class OfflineFailureOut(BaseModel):
@@ -376,6 +454,12 @@ class OfflineFailureOut(BaseModel):
     order: int
     reason: FailureReasonName
     detail: str
+
+
+class ReclaimedHoldOut(BaseModel):
+    holder: str
+    pfn: int
+    order: int
 
 
 class OfflineReportOut(BaseModel):
@@ -398,6 +482,7 @@ class OfflineReportOut(BaseModel):
                             "detail": "holder 'rdma0': HTTP 500: MR still registered by qp 7",
                         }
                     ],
+                    "reclaimed": [{"holder": "dead0", "pfn": 1081344, "order": 0}],
                 }
             ]
         }
@@ -410,3 +495,6 @@ class OfflineReportOut(BaseModel):
     webhook_calls: int
     duration_ms: float
     failures: list[OfflineFailureOut]
+    reclaimed: list[ReclaimedHoldOut] = Field(
+        default_factory=list, description="orphaned holds erased without a call"
+    )

@@ -148,6 +148,7 @@ async def batch_set(
 
     def recheck() -> None:
         registry.check_enrolled(holder)
+        registry.leases.check_may_hold(holder)  # an expired holder starts no hold
 
     def events_of(tokens: list[Token]) -> list[EventBody]:
         created: list[tuple[int, int]] = []

@@ -24,7 +24,10 @@ code is mapped. Extension members (``holder``, ``head_pfn``, ``order``, ...) tra
     │   ├── BlockNotOffline       block_not_offline
     │   ├── MultizoneBlock        multizone_block
     │   ├── NoReleaseHandler      no_release_handler
-    │   └── OfflineFailed         offline_failed
+    │   ├── OfflineFailed         offline_failed
+    │   ├── LeaseExpired          lease_expired
+    │   ├── LeaseNotExpired       lease_not_expired
+    │   └── NoLease               no_lease
     ├── Forbidden                 forbidden
     ├── EventsCompacted           events_compacted     (+ oldest_rev)
     ├── ReleaseFailed             release_failed
@@ -122,6 +125,24 @@ class NoReleaseHandler(Conflict):
 
 class OfflineFailed(Conflict):
     code = "offline_failed"
+
+
+class LeaseExpired(Conflict):
+    """A hold by a holder whose lease expired (it must keep its lease alive first)."""
+
+    code = "lease_expired"
+
+
+class LeaseNotExpired(Conflict):
+    """Reclaiming the holds of a holder whose lease is live (or who has none)."""
+
+    code = "lease_not_expired"
+
+
+class NoLease(Conflict):
+    """A keepalive for a holder without a lease."""
+
+    code = "no_lease"
 
 
 class Forbidden(PageHolderError):

@@ -8,7 +8,8 @@ places that build ops from the registry's objects::
 
     HoldOp(pfn, order, holder, since_us)     UnholdOp(pfn)
     HoldRangeOp(start_pfn, nr_pages, holder, since_us)   (nr_pages order-0 holds)
-    HolderOp(name, release_url, timeout_s, description, created, token_hash, secret)
+    HolderOp(name, release_url, timeout_s, description, created, token_hash, secret,
+             lease_ttl_s, on_expiry)
     UnholderOp(name)                         (drops the holder's holds too)
     BlockOp(block, state)                    UnblockOp(block)
 """
@@ -52,6 +53,8 @@ class HolderOp(NamedTuple):
     created: float
     token_hash: str
     webhook_secret: str
+    lease_ttl_s: float | None = None
+    on_expiry: str = "keep"
 
 
 class UnholderOp(NamedTuple):
@@ -111,6 +114,8 @@ def holder_op(holder: Holder) -> HolderOp:
         holder.created,
         holder.token_hash,
         holder.webhook_secret,
+        holder.lease_ttl_s,
+        holder.on_expiry.value,
     )
 
 

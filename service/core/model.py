@@ -13,7 +13,8 @@ the webhook caller (``webhooks.py``); tests plug in plain coroutines.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, NamedTuple, Protocol, get_args
@@ -23,7 +24,7 @@ from pageholder.service.core.layout import MemoryBlock, Zone
 # Each state or reason is an enum for the code and a Literal of the same values for the
 # HTTP schemas (a Literal documents as a plain string enum); _same() proves they agree.
 
-HoldStateName = Literal["held", "releasing"]
+HoldStateName = Literal["held", "releasing", "orphaned"]
 BlockStateName = Literal["online", "going_offline", "offline"]
 FailureReasonName = Literal[
     "no_release_handler",
@@ -31,13 +32,18 @@ FailureReasonName = Literal[
     "release_timeout",
     "holder_unreachable",
     "deadline_exceeded",
+    "lease_expired",
 ]
 SetStatusName = Literal["created", "unchanged", "overwritten"]
+OnExpiryName = Literal["keep", "reclaim"]
+LeaseStateName = Literal["live", "expired"]
 
 
 class HoldState(StrEnum):
     HELD = "held"
     RELEASING = "releasing"
+    #: held by a holder whose lease expired (derived when read, see ``leases.py``)
+    ORPHANED = "orphaned"
 
 
 class BlockState(StrEnum):
@@ -54,6 +60,43 @@ class FailureReason(StrEnum):
     RELEASE_TIMEOUT = "release_timeout"
     HOLDER_UNREACHABLE = "holder_unreachable"
     DEADLINE_EXCEEDED = "deadline_exceeded"
+    #: the call failed and the holder's lease has expired (it may be dead)
+    LEASE_EXPIRED = "lease_expired"
+
+
+class OnExpiry(StrEnum):
+    """What happens to a holder's holds when its lease expires."""
+
+    KEEP = "keep"  # they stay, read ``orphaned``, until reclaimed or revived
+    RECLAIM = "reclaim"  # they are erased (in bounded slices)
+
+
+class LeaseState(StrEnum):
+    LIVE = "live"
+    EXPIRED = "expired"
+
+
+@dataclass(slots=True, eq=False)
+class Lease:
+    """A holder's liveness: it is ``expired`` once ``clock() > deadline``.
+
+    ``clock`` is monotonic (the registry's); ``deadline`` is on that clock. Expiry is
+    derived here on every read, so a reader sees it the moment it happens; ``noted`` says
+    whether the registry has acted on it yet (``leases.py``). Cost: one clock call.
+    """
+
+    ttl_s: float
+    clock: Callable[[], float] = field(repr=False)
+    deadline: float = 0.0
+    noted: bool = False
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+    def expired(self) -> bool:
+        return self.clock() > self.deadline
+
+    @property
+    def state(self) -> LeaseState:
+        return LeaseState.EXPIRED if self.expired() else LeaseState.LIVE
 
 
 @dataclass(slots=True, eq=False)
@@ -70,10 +113,22 @@ class Holder:
     holds: int = 0
     held_pages: int = 0
     last_error: str | None = None
+    on_expiry: OnExpiry = OnExpiry.KEEP
+    lease: Lease | None = None
 
     @property
     def has_release_handler(self) -> bool:
         return self.release_url is not None
+
+    @property
+    def lease_ttl_s(self) -> float | None:
+        return None if self.lease is None else self.lease.ttl_s
+
+    @property
+    def expired(self) -> bool:
+        """Its lease has run out (never true without a lease)."""
+        lease = self.lease
+        return lease is not None and lease.expired()
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +168,8 @@ _same(HoldStateName, HoldState)
 _same(BlockStateName, BlockState)
 _same(FailureReasonName, FailureReason)
 _same(SetStatusName, SetStatus)
+_same(OnExpiryName, OnExpiry)
+_same(LeaseStateName, LeaseState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +198,7 @@ class BlockUsage:
     held_pages: int
     holds: int
     removable: bool
+    orphaned_pages: int = 0
 
 
 @dataclass(frozen=True, slots=True)

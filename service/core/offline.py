@@ -4,6 +4,8 @@
               on no hold may start in it), every hold that intersects it is looked up
               and marked ``releasing`` (a multi-order hold reaching past the block is
               released whole)
+    reclaim   with ``reclaim_orphans``: the holds of expired holders (``orphaned``) are
+              erased without a call, and listed under ``reclaimed``
     release   no lock held: holds without a release handler fail at once; every other
               holder gets ONE call with all of its pages in the block (the webhook
               caller splits it in chunks), holders concurrently with a bound, the whole
@@ -12,6 +14,9 @@
               the block is ``offline``
     cancel    otherwise (MEM_CANCEL_OFFLINE): the block is ``online`` again, unreleased
               holds are ``held`` again, released ones stay released
+
+An orphaned hold that is not reclaimed is still asked for (its holder may only be cut
+off), but briefly: a failure then says ``lease_expired`` (``Registry.call_holder``).
 
 Answers that arrive after the deadline are never seen: the round's tasks are cancelled
 when it ends, and the settle happens once, under the lock, after that.
@@ -112,6 +117,13 @@ class OfflineFailure:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class ReclaimedHold:
+    holder: str
+    pfn: int
+    order: int
+
+
 @dataclass(slots=True)
 class OfflineReport:
     block: int
@@ -121,6 +133,7 @@ class OfflineReport:
     webhook_calls: int = 0
     duration_ms: float = 0.0
     failures: list[OfflineFailure] = field(default_factory=list)
+    reclaimed: list[ReclaimedHold] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,6 +145,7 @@ async def offline_block(
     *,
     deadline_s: float = DEFAULT_DEADLINE_S,
     concurrency: int = HOLDER_CONCURRENCY,
+    reclaim_orphans: bool = False,
 ) -> OfflineReport:
     """Isolate, release and commit or cancel one memory block; see the module docstring.
 
@@ -151,13 +165,17 @@ async def offline_block(
     zh = registry.zones[block.zone.index]
     entries = await _isolate(registry, zh, block_id, block.start_pfn, block.end_pfn)
     answers: dict[int, PageFailure | None] = {}
+    reclaim: set[int] = set()
     calls = 0
     try:
         by_holder: dict[Holder, list[Entry]] = defaultdict(list)
         for entry in entries:
             holder = entry.value
             assert isinstance(holder, Holder)
-            if holder.has_release_handler:
+            if reclaim_orphans and holder.expired:
+                reclaim.add(entry.head)
+                answers[entry.head] = None  # erased at the commit, nobody asked
+            elif holder.has_release_handler:
                 by_holder[holder].append(entry)
             else:
                 answers[entry.head] = PageFailure(
@@ -170,7 +188,16 @@ async def offline_block(
     finally:
         # Also on cancellation (shutdown): whatever did not answer stays held.
         report = await _settle(
-            registry, zh, block_id, block.start_pfn, block.end_pfn, entries, answers, calls, started
+            registry,
+            zh,
+            block_id,
+            block.start_pfn,
+            block.end_pfn,
+            entries,
+            answers,
+            reclaim,
+            calls,
+            started,
         )
     if report.state != BlockState.OFFLINE:
         raise OfflineFailed(
@@ -265,19 +292,29 @@ async def _settle(
     end: int,
     entries: list[Entry],
     answers: dict[int, PageFailure | None],
+    reclaim: set[int],
     calls: int,
     started: float,
 ) -> OfflineReport:
     report = OfflineReport(block_id, BlockState.ONLINE.value, webhook_calls=calls)
     unanswered = PageFailure(FailureReason.DEADLINE_EXCEEDED, "the offline ended before an answer")
     erased: list[Hold] = []
+    reclaimed: list[Hold] = []
     async with zh.lock.writer_lock:
         for entry in entries:
             holder = entry.value
             assert isinstance(holder, Holder)
+            if zh.current(entry.head, entry.stamp, holder) is None:
+                continue  # gone meanwhile (its holder's holds were reclaimed): not held
             failure = answers.get(entry.head, unanswered)
             if zh.settle(entry, failure is None, failure and failure.detail):
-                erased.append(Hold(entry.head, entry.order, holder, HoldState.HELD, entry.stamp))
+                hold = Hold(entry.head, entry.order, holder, HoldState.HELD, entry.stamp)
+                if entry.head in reclaim:
+                    reclaimed.append(hold)
+                    report.reclaimed.append(ReclaimedHold(holder.name, entry.head, entry.order))
+                    registry.leases.reclaimed(holder, [hold])
+                    continue
+                erased.append(hold)
                 report.released_holds += 1
                 report.released_pages += 1 << entry.order
             elif failure is not None:
@@ -303,7 +340,7 @@ async def _settle(
             else EventType.BLOCK_OFFLINE_FAILED
         )
         events: list[EventBody] = [block_event(outcome, block_id, report.as_dict())]
-        pending = registry.journal_erased(zh, erased, more, undo, events)
+        pending = registry.journal_erased(zh, erased, more, undo, events, reclaimed)
     await registry.durable(pending)
     return report
 

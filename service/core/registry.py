@@ -18,6 +18,10 @@ State machine of one hold::
 A settle that finds a different generation at the head (the hold was dropped and the
 page held again while the handler ran) changes nothing.
 
+A holder may have a lease (``leases.py``): once it expires its holds read ``orphaned``,
+it may not start new ones (``lease_expired``), and a release call that fails for it
+fails with ``lease_expired`` after at most ``ORPHAN_CALL_TIMEOUT_S``.
+
 ``actor`` is the name of the holder making a request, or ``ADMIN`` (None).
 """
 
@@ -61,6 +65,7 @@ from pageholder.service.core.journal import (
     unhold_ops,
 )
 from pageholder.service.core.layout import MemoryBlock, MemoryLayout
+from pageholder.service.core.leases import Leases, validate_lease_ttl
 from pageholder.service.core.model import (
     BlockState,
     BlockUsage,
@@ -68,6 +73,8 @@ from pageholder.service.core.model import (
     Hold,
     Holder,
     HoldState,
+    OnExpiry,
+    PageFailure,
     PageInfo,
     PageRef,
     ReleaseAnswer,
@@ -77,10 +84,15 @@ from pageholder.service.core.model import (
     SetStatus,
 )
 from pageholder.service.core.radix import MAX_ORDER, Entry
-from pageholder.service.core.rules import HOLDER_NAME, MAX_TIMEOUT_S, MIN_TIMEOUT_S
+from pageholder.service.core.rules import (
+    HOLDER_NAME,
+    MAX_TIMEOUT_S,
+    MIN_TIMEOUT_S,
+    ORPHAN_CALL_TIMEOUT_S,
+)
 from pageholder.service.core.slices import all_zones_written, entries_of
 from pageholder.service.core.watchers import EventLog
-from pageholder.service.core.zone import NO_HANDLER, RELEASING, ZoneHolds, account
+from pageholder.service.core.zone import NO_HANDLER, RELEASING, ZoneHolds
 
 if TYPE_CHECKING:
     from pageholder.service.core.offline import BlockStates
@@ -114,6 +126,7 @@ class Registry:
         release_caller: ReleaseCaller,
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         journal: Journal | None = None,
     ) -> None:
         self.layout = layout
@@ -132,6 +145,7 @@ class Registry:
         # In-flight single-page releases by generation (zone, head, stamp): a hold dropped
         # and made again by someone else meanwhile is another hold with its own call.
         self._releases: dict[tuple[int, int, int], asyncio.Task[Released]] = {}
+        self.leases = Leases(self, monotonic=monotonic, wall=clock)
 
     # -- holders ---------------------------------------------------------------------
 
@@ -177,12 +191,15 @@ class Registry:
         description: str = "",
         token_hash: str = "",
         webhook_secret: str = "",
+        lease_ttl_s: float | None = None,
+        on_expiry: OnExpiry = OnExpiry.KEEP,
     ) -> Holder:
         if not HOLDER_NAME.fullmatch(name):
             raise InvalidRequest(
                 f"holder name {name!r} must match {HOLDER_NAME.pattern}", field="name"
             )
         validate_holder_settings(timeout_s, release_url)
+        validate_lease_ttl(lease_ttl_s)
         if name in self.holders:
             raise HolderExists(f"holder {name!r} already exists", holder=name)
         holder = Holder(
@@ -193,8 +210,10 @@ class Registry:
             created=self._clock(),
             token_hash=token_hash,
             webhook_secret=webhook_secret,
+            on_expiry=on_expiry,
         )
         self.enrol(holder)
+        self.leases.start(holder, lease_ttl_s)  # a new lease starts live
         created = [holder_event(EventType.HOLDER_CREATED, name)]
         await self.durable(self.submit([holder_op(holder)], lambda: self._drop(holder), created))
         return holder
@@ -208,6 +227,7 @@ class Registry:
         if self.holders.get(holder.name) is holder:
             del self.holders[holder.name]
             self._by_token_hash.pop(holder.token_hash, None)
+            self.leases.stop(holder)
 
     @staticmethod
     async def durable(pending: asyncio.Future[None] | None) -> None:
@@ -226,19 +246,25 @@ class Registry:
         release_url: str | None | Unset = UNSET,
         timeout_s: float | None = None,
         description: str | None = None,
+        lease_ttl_s: float | None | Unset = UNSET,
+        on_expiry: OnExpiry | None = None,
     ) -> Holder:
         """Change a holder's settings. Cost: O(zones), or O(entries) in slices when the
         handler appears or disappears while the holder has holds (every hold's
-        NO_HANDLER mark follows it).
+        NO_HANDLER mark follows it). Setting ``lease_ttl_s`` starts the lease live (None
+        takes it away).
 
         Every zone is write-locked for the change, so a hold made meanwhile sees either
         the old settings and is re-marked, or the new ones: never a stale mark."""
         holder = self.holder(name)
         new_url = holder.release_url if release_url is UNSET else release_url
         validate_holder_settings(holder.timeout_s if timeout_s is None else timeout_s, new_url)
+        if lease_ttl_s is not UNSET:
+            validate_lease_ttl(lease_ttl_s)
         async with all_zones_written(self.zones):
             self.check_enrolled(holder)
             before = (holder.release_url, holder.timeout_s, holder.description)
+            lease_before = (holder.lease_ttl_s, holder.on_expiry)
             flips = (new_url is None) != (holder.release_url is None)
             holder.release_url = new_url
             if timeout_s is not None:
@@ -248,6 +274,11 @@ class Registry:
             if flips and holder.holds:
                 for zh, entry in await entries_of(self.zones, holder):
                     zh.mark_entry_handler(entry, new_url is not None)
+            if on_expiry is not None:
+                holder.on_expiry = on_expiry
+            if lease_ttl_s is not UNSET:
+                self.leases.start(holder, lease_ttl_s)
+            self.leases.settings_changed(holder)
 
             def undo() -> None:
                 had_handler = holder.release_url is not None
@@ -255,6 +286,9 @@ class Registry:
                 if had_handler != (holder.release_url is not None) and holder.holds:
                     for zh in self.zones:
                         zh.mark_handler(holder, holder.release_url is not None)
+                if (holder.lease_ttl_s, holder.on_expiry) != lease_before:
+                    holder.on_expiry = lease_before[1]
+                    self.leases.start(holder, lease_before[0])
 
             updated = [holder_event(EventType.HOLDER_UPDATED, name)]
             pending = self.submit([holder_op(holder)], undo, updated)
@@ -285,13 +319,17 @@ class Registry:
                 for zh, entry in await entries_of(self.zones, holder):
                     dropped.append((zh, zh.snapshot(entry)))
                     zh.tree.erase(entry.head)
+            for zh in self.zones:
+                zh.pages_of.pop(holder, None)
             holder.holds = holder.held_pages = 0
+            ttl_s = holder.lease_ttl_s
             self._drop(holder)
 
             def undo() -> None:
                 if holder.name in self.holders:
                     return  # registered again meanwhile: that one wins
                 self.enrol(holder)
+                self.leases.start(holder, ttl_s)
                 for zh, hold in dropped:
                     self.restore(zh, hold)
 
@@ -362,6 +400,7 @@ class Registry:
         self.authorize(actor, holder, "hold pages")
         async with zh.lock.writer_lock:
             self.check_enrolled(holder)  # removed while we waited for the lock?
+            self.leases.check_may_hold(holder)
             result = self.apply_set(zh, pfn, order, holder, overwrite, actor, self.new_stamp())
             pending = self.submit(
                 set_ops(result), lambda: self.undo_set(zh, result), set_events(result)
@@ -454,10 +493,10 @@ class Registry:
         for entry in tree.store(pfn, holder, order, stamp):
             replaced = entry.value
             assert isinstance(replaced, Holder)
-            account(replaced, entry.order, -1)
+            zh.account(replaced, entry.order, -1)
         if not holder.has_release_handler:
             tree.set_mark(pfn, NO_HANDLER)
-        account(holder, order, +1)
+        zh.account(holder, order, +1)
         hold = Hold(pfn, order, holder, HoldState.HELD, stamp)
         return SetResult(SetStatus.OVERWRITTEN, hold, previous)
 
@@ -514,13 +553,15 @@ class Registry:
         end: int | None,
         *,
         holder: Holder | None = None,
+        state: HoldState | None = None,
         limit: int = 100,
         resume: bool = False,
     ) -> tuple[list[Hold], int | None]:
         """Holds intersecting ``[start, end)`` in ascending order, at most ``limit``, and
         the pfn to resume from (None at the end). With ``resume``, a hold whose head is
         below ``start`` was listed already and is skipped: every hold that exists for the
-        whole listing is listed exactly once. Cost: O(height + entries visited)."""
+        whole listing is listed exactly once; ``state`` keeps only holds in that state.
+        Cost: O(height + entries visited)."""
         found: list[Hold] = []
         for zh in self.zones:
             zone = zh.zone
@@ -536,9 +577,12 @@ class Registry:
                         holder is not None and entry.value is not holder
                     ):
                         continue
+                    hold = zh.snapshot(entry)
+                    if state is not None and hold.state is not state:
+                        continue
                     if len(found) == limit:
                         return found, entry.head
-                    found.append(zh.snapshot(entry))
+                    found.append(hold)
         return found, None
 
     def block_state(self, block: int) -> BlockState:
@@ -547,15 +591,30 @@ class Registry:
     def block_usage(self, block: MemoryBlock) -> BlockUsage:
         """Held pages, holds and removability of a block from the trees' aggregate counts
         and the NO_HANDLER mark. Cost: O(height) per zone the block intersects."""
-        held_pages = holds = 0
+        held_pages = holds = orphaned = 0
         removable = True
         start, end = block.start_pfn, block.end_pfn
+        expired = set(self.leases.expired_holders()) if self.leases.leased else set()
         for zone in block.zones:
             tree = self.zones[zone.index].tree
             held_pages += tree.count_pages(start, end)
             holds += tree.count_entries(start, end)
             removable = removable and next(tree.marked(NO_HANDLER, start, end), None) is None
-        return BlockUsage(block, self.block_state(block.id), held_pages, holds, removable)
+            if expired:  # O(entries of the block), only while some holder is expired
+                orphaned += sum(
+                    min(end, e.head + (1 << e.order)) - max(start, e.head)
+                    for e in tree.items(start, end)
+                    if e.value in expired
+                )
+        return BlockUsage(
+            block, self.block_state(block.id), held_pages, holds, removable, orphaned
+        )
+
+    def zone_orphaned_pages(self, zh: ZoneHolds) -> int:
+        """Pages of ``zh`` held by expired holders. Cost: O(leased holders)."""
+        if not self.leases.leased:
+            return 0
+        return sum(zh.pages_of.get(h, 0) for h in self.leases.expired_holders())
 
     # -- release -------------------------------------------------------------------------
 
@@ -651,8 +710,33 @@ class Registry:
     ) -> ReleaseAnswer:
         """Run the release caller for ``pages`` under a timeout (the holder's, or
         ``timeout_s``, failing with ``timeout_reason``); never raises for the holder's
-        behaviour. Takes no lock."""
+        behaviour. Takes no lock.
+
+        An expired holder (an orphaned hold) is still asked, it may only be cut off; but
+        for at most ``ORPHAN_CALL_TIMEOUT_S``, and if it fails, the reason is
+        ``lease_expired``."""
         limit = holder.timeout_s if timeout_s is None else timeout_s
+        if holder.expired:
+            limit = min(limit, ORPHAN_CALL_TIMEOUT_S)
+        answer = await self._call_holder(holder, pages, reason, block, limit, timeout_reason)
+        if answer.failed and holder.expired:
+            answer.failed = {
+                pfn: PageFailure(
+                    FailureReason.LEASE_EXPIRED, f"the holder's lease expired; {why.detail}"
+                )
+                for pfn, why in answer.failed.items()
+            }
+        return answer
+
+    async def _call_holder(
+        self,
+        holder: Holder,
+        pages: Sequence[PageRef],
+        reason: str,
+        block: int | None,
+        limit: float,
+        timeout_reason: FailureReason,
+    ) -> ReleaseAnswer:
         deadline = self._clock() + limit
         try:
             async with asyncio.timeout(limit):
@@ -674,19 +758,22 @@ class Registry:
         more_ops: Sequence[Op] = (),
         undo_more: Callable[[], None] | None = None,
         more_events: Sequence[EventBody] = (),
+        reclaimed: Sequence[Hold] = (),
     ) -> asyncio.Future[None] | None:
-        """Journal holds a settle erased (``hold.released``) and ``more_ops`` with
-        ``more_events``, as one revision; a failed commit puts them back as held. Call
-        under the zone's write lock, like every ``submit``."""
+        """Journal holds a settle erased (``hold.released``), holds of an expired holder
+        erased without asking it (``reclaimed``: ``hold.reclaimed``), and ``more_ops``
+        with ``more_events``, as one revision; a failed commit puts them back as held.
+        Call under the zone's write lock, like every ``submit``."""
+        gone = [*erased, *reclaimed]
 
         def undo() -> None:
             if undo_more is not None:
                 undo_more()
-            for hold in erased:
+            for hold in gone:
                 self.restore(zh, hold)
 
-        events = released_events(erased) + list(more_events)
-        return self.submit(unhold_ops(erased) + list(more_ops), undo, events)
+        events = released_events(erased) + reclaimed_events(reclaimed) + list(more_events)
+        return self.submit(unhold_ops(gone) + list(more_ops), undo, events)
 
 
 def set_events(result: SetResult) -> list[EventBody]:
@@ -706,6 +793,11 @@ def set_events(result: SetResult) -> list[EventBody]:
             previous=previous,
         )
     ]
+
+
+def reclaimed_events(holds: Sequence[Hold]) -> list[EventBody]:
+    """``hold.reclaimed`` for holds of expired holders, one body per holder."""
+    return hold_events(EventType.HOLD_RECLAIMED, ((h.holder.name, h.pfn, h.order) for h in holds))
 
 
 def released_events(holds: Sequence[Hold], *, unset: bool = False) -> list[EventBody]:

@@ -28,3 +28,12 @@ MAX_BATCH_ENTRIES: Final = 65536
 #: An offline's deadline, seconds: the default and the most it may be given.
 DEFAULT_DEADLINE_S: Final = 30.0
 MAX_DEADLINE_S: Final[float] = 3600
+
+#: A holder's lease, seconds (``lease_ttl_s``; None = no lease).
+MIN_LEASE_TTL_S: Final[float] = 1
+MAX_LEASE_TTL_S: Final[float] = 3600
+#: The longest a release call to an *expired* holder may take: it has already shown no
+#: sign of life, so an offline learns quickly that it stays dead (``lease_expired``).
+ORPHAN_CALL_TIMEOUT_S: Final = 1.0
+#: The longest one slice of a reclaim holds a zone's write lock (it then yields).
+RECLAIM_SLICE_S: Final = 0.005

@@ -12,6 +12,10 @@ three things true together: the tree entry (value = the ``Holder``, stamp = ``si
 A step that takes something back (an undo, a settle after a handler answered) touches a
 hold only if it is still the *same generation*: same head, same stamp, same holder
 object. ``current()`` is that check, written once.
+
+A hold's state is read, not stored, except ``releasing`` (a mark): a hold whose holder's
+lease has expired reads ``orphaned`` from the moment it expires (``snapshot()``).
+``pages_of`` counts each holder's pages in this zone (zones report orphaned pages).
 """
 
 from __future__ import annotations
@@ -38,11 +42,12 @@ def account(holder: Holder, order: int, sign: int) -> None:
 class ZoneHolds:
     """One zone's holds: its radix tree and the lock that guards it."""
 
-    __slots__ = ("zone", "tree", "lock")
+    __slots__ = ("zone", "tree", "lock", "pages_of")
 
     def __init__(self, zone: Zone) -> None:
         self.zone = zone
         self.tree = RadixTree()
+        self.pages_of: dict[Holder, int] = {}
         # fast: no extra trip through the event loop after each acquire. That yield only
         # lets a cancellation land right after acquiring; our critical sections take the
         # lock, change the tree synchronously and drop it, so there is nothing to gain.
@@ -54,8 +59,12 @@ class ZoneHolds:
         """The hold ``entry`` is, as the registry hands it out. Cost: O(height)."""
         holder = entry.value
         assert isinstance(holder, Holder)
-        releasing = self.tree.get_mark(entry.head, RELEASING)
-        state = HoldState.RELEASING if releasing else HoldState.HELD
+        if self.tree.get_mark(entry.head, RELEASING):
+            state = HoldState.RELEASING
+        elif holder.lease is not None and holder.lease.expired():
+            state = HoldState.ORPHANED
+        else:
+            state = HoldState.HELD
         return Hold(entry.head, entry.order, holder, state, entry.stamp)
 
     def current(self, head: int, stamp: int, holder: Holder) -> Entry | None:
@@ -82,7 +91,7 @@ class ZoneHolds:
             return False
         if holder.release_url is None:
             tree.set_mark(pfn, NO_HANDLER)
-        account(holder, order, +1)
+        self.account(holder, order, +1)
         return True
 
     def fill(self, start: int, end: int, holder: Holder, stamp: int) -> bool:
@@ -103,7 +112,16 @@ class ZoneHolds:
         holder = entry.value
         assert isinstance(holder, Holder)
         self.tree.erase(entry.head)
-        account(holder, entry.order, -1)
+        self.account(holder, entry.order, -1)
+
+    def account(self, holder: Holder, order: int, sign: int) -> None:
+        """Count a hold in (+1) or out (-1) of its holder's totals and this zone's."""
+        account(holder, order, sign)
+        pages = self.pages_of.get(holder, 0) + (sign << order)
+        if pages:
+            self.pages_of[holder] = pages
+        else:
+            self.pages_of.pop(holder, None)
 
     def erase_generation(self, head: int, stamp: int, holder: Holder) -> bool:
         """Erase the hold at ``head`` only if it is still that generation."""

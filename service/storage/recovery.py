@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pageholder.service.core.errors import PageHolderError
 from pageholder.service.core.layout import MemoryLayout
-from pageholder.service.core.model import Holder
+from pageholder.service.core.model import Holder, OnExpiry
 from pageholder.service.core.radix import MAX_ORDER
 from pageholder.service.core.registry import Registry
 from pageholder.service.storage.sqlite import HoldRun, Store, StoreError
@@ -94,34 +94,38 @@ def recover(
     Nothing else may touch ``registry`` meanwhile (the server answers ``/v1`` with 503
     until this returns), so it may run in a worker thread. ``stop`` set: it raises
     ``RecoveryStopped`` at the next run. ``progress(holds)`` is called now and then.
+    Every lease restarts live at ``now + ttl_s``.
 
     Refuses (``StoreError``) a stored hold that the memory layout does not contain or
     that overlaps another: starting without it would report its pages as free. A block
     stored ``going_offline`` comes back ``online``.
     Cost: O(runs * height + holds / 64) on top of streaming the rows.
     """
-    for name, url, timeout_s, description, created, token_hash, secret in store.holders():
-        registry.enrol(
-            Holder(
-                name,
-                release_url=url,
-                timeout_s=timeout_s,
-                description=description,
-                created=created,
-                token_hash=token_hash,
-                webhook_secret=secret,
-            )
+    for row in store.holders():
+        name, url, timeout_s, description, created, token_hash, secret, ttl_s, on_expiry = row
+        holder = Holder(
+            name,
+            release_url=url,
+            timeout_s=timeout_s,
+            description=description,
+            created=created,
+            token_hash=token_hash,
+            webhook_secret=secret,
+            on_expiry=OnExpiry(on_expiry),
         )
+        registry.enrol(holder)
+        # Every lease restarts at now + ttl_s: the registry's downtime expires nobody.
+        registry.leases.restart(holder, ttl_s)
     holders = registry.holders
     last_stamp = 0
     loaded = 0
     for n, run in enumerate(store.hold_runs()):
         if stop is not None and stop.is_set():
             raise RecoveryStopped("recovery stopped before it finished")
-        holder = holders.get(run.holder)
-        if holder is None:
+        owner = holders.get(run.holder)
+        if owner is None:
             raise StoreError(f"stored hold at pfn {run.pfn} names no holder ({run.holder!r})")
-        _load_run(registry, run, holder)
+        _load_run(registry, run, owner)
         loaded += run.nr_holds
         if run.since_us > last_stamp:
             last_stamp = run.since_us

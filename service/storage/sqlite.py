@@ -61,7 +61,7 @@ log = logging.getLogger("pageholder.store")
 _T = TypeVar("_T")
 
 DB_FILE = "pageholder.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_GROUP = 512  # submissions per transaction
 #: Revisions kept at least (the events setting overrides it).
 DEFAULT_RETENTION = 100_000
@@ -97,7 +97,22 @@ MIGRATIONS: dict[int, str] = {
             bodies TEXT NOT NULL
         );
     """,
+    3: """
+        ALTER TABLE holders ADD COLUMN lease_ttl_s REAL;
+        ALTER TABLE holders ADD COLUMN on_expiry TEXT NOT NULL DEFAULT 'keep';
+    """,
 }
+
+#: the holders table's columns, in ``HolderOp``'s order
+HOLDER_COLUMNS = (
+    "name, release_url, timeout_s, description, created, token_hash, webhook_secret, "
+    "lease_ttl_s, on_expiry"
+)
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
 
 #: each op type's statements; an op is the parameter row of each
 SQL: dict[type[Op], tuple[str, ...]] = {
@@ -108,7 +123,7 @@ SQL: dict[type[Op], tuple[str, ...]] = {
         " WHERE pfn < ?1 + ?2 - 1) INSERT OR REPLACE INTO holds SELECT pfn, 0, ?3, ?4 FROM run",
     ),
     UnholdOp: ("DELETE FROM holds WHERE pfn = ?",),
-    HolderOp: ("INSERT OR REPLACE INTO holders VALUES (?, ?, ?, ?, ?, ?, ?)",),
+    HolderOp: (f"INSERT OR REPLACE INTO holders ({HOLDER_COLUMNS}) VALUES ({_marks(9)})",),
     UnholderOp: ("DELETE FROM holds WHERE holder = ?", "DELETE FROM holders WHERE name = ?"),
     BlockOp: ("INSERT OR REPLACE INTO block_states VALUES (?, ?)",),
     UnblockOp: ("DELETE FROM block_states WHERE block = ?",),
@@ -237,9 +252,13 @@ class Store:
 
     # -- reading (at start, before the writer thread runs) ----------------------------
 
-    def holders(self) -> list[tuple[str, str | None, float, str, float, str, str]]:
+    def holders(
+        self,
+    ) -> list[tuple[str, str | None, float, str, float, str, str, float | None, str]]:
         """Every holder row, by name."""
-        return self._read(lambda db: list(db.execute("SELECT * FROM holders ORDER BY name")))
+        return self._read(
+            lambda db: list(db.execute(f"SELECT {HOLDER_COLUMNS} FROM holders ORDER BY name"))
+        )
 
     def block_states(self) -> dict[int, str]:
         """Every stored block state (a block not listed is online)."""

@@ -34,6 +34,7 @@ async def test_blocks_report_holds_and_removability(api: Api) -> None:
         "held_pages": 512,
         "holds": 1,
         "removable": True,
+        "orphaned_pages": 0,
     }
     assert (await api.admin.get("/v1/blocks/33")).json()["removable"] is False
     first = (await api.admin.get("/v1/blocks/0")).json()

@@ -150,7 +150,8 @@ def write_rows(data_dir: Path, rows: list[tuple[int, int, str, int]]) -> None:
         for name in sorted({r[2] for r in rows}):
             url = None if name.startswith("x") else f"http://127.0.0.1:9/{name}"
             db.execute(
-                "INSERT INTO holders VALUES (?, ?, 10.0, '', 1.0, ?, 's')", (name, url, name)
+                "INSERT INTO holders VALUES (?, ?, 10.0, '', 1.0, ?, 's', NULL, 'keep')",
+                (name, url, name),
             )
         db.executemany("INSERT INTO holds VALUES (?, ?, ?, ?)", rows)
     db.close()

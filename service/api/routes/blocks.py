@@ -25,7 +25,12 @@ BlockId = Annotated[int, Path(ge=0, le=MAX_BLOCK_ID, description="memory block n
 
 def _out(usage: BlockUsage) -> BlockOut:
     return BlockOut.of(
-        usage.block, usage.state.value, usage.held_pages, usage.holds, usage.removable
+        usage.block,
+        usage.state.value,
+        usage.held_pages,
+        usage.holds,
+        usage.removable,
+        usage.orphaned_pages,
     )
 
 
@@ -105,10 +110,16 @@ async def offline(
     body: Annotated[OfflineRequest | None, Body()] = None,
 ) -> OfflineReportOut:
     """Take a memory block offline (hot-remove): isolate it, ask every holder once for all
-    of its pages there, and commit, or cancel with a report of what refused and why."""
-    deadline_s = (body or OfflineRequest()).deadline_s
+    of its pages there, and commit, or cancel with a report of what refused and why.
+    With `reclaim_orphans`, holds of holders whose lease expired are erased uncalled."""
+    request = body or OfflineRequest()
     try:
-        report = await offline_block(state.registry, block_id, deadline_s=deadline_s)
+        report = await offline_block(
+            state.registry,
+            block_id,
+            deadline_s=request.deadline_s,
+            reclaim_orphans=request.reclaim_orphans,
+        )
     except OfflineFailed as failed:
         state.metrics.observe_offline(failed.extra["report"])
         raise

@@ -1,4 +1,4 @@
-"""/v1/holders: register, list, change and remove holders."""
+"""/v1/holders: register, list, change and remove holders; keep their leases alive."""
 
 from __future__ import annotations
 
@@ -21,10 +21,12 @@ from pageholder.service.api.schemas import (
     HolderList,
     HolderOut,
     HolderPatch,
+    LeaseOut,
+    Reclaimed,
 )
 from pageholder.service.core.errors import Forbidden
-from pageholder.service.core.model import Holder
-from pageholder.service.core.registry import UNSET, Unset
+from pageholder.service.core.model import Holder, OnExpiry
+from pageholder.service.core.registry import UNSET, Registry, Unset
 from pageholder.service.webhooks.caller import new_webhook_secret
 from pageholder.service.webhooks.policy import validate_release_url
 
@@ -58,8 +60,10 @@ async def create_holder(
         description=body.description,
         token_hash=hash_token(token),
         webhook_secret=secret,
+        lease_ttl_s=body.lease_ttl_s,
+        on_expiry=OnExpiry(body.on_expiry),
     )
-    out = HolderOut.of(holder, show_url=True)  # the admin's
+    out = _view(registry, holder, None)  # the admin's
     return HolderCreated(**out.model_dump(), token=token, webhook_secret=secret)
 
 
@@ -69,7 +73,8 @@ async def list_holders(registry: RegistryDep, principal: PrincipalDep) -> Holder
     each holder for itself only."""
     return HolderList(
         items=[
-            _view(h, principal) for h in sorted(registry.holders.values(), key=lambda h: h.name)
+            _view(registry, h, principal)
+            for h in sorted(registry.holders.values(), key=lambda h: h.name)
         ]
     )
 
@@ -80,9 +85,9 @@ async def list_holders(registry: RegistryDep, principal: PrincipalDep) -> Holder
     responses=documented("unauthorized", "holder_not_found", "invalid_request"),
 )
 async def get_holder(name: str, registry: RegistryDep, principal: PrincipalDep) -> HolderOut:
-    """One holder: its timeout, holds, held pages and last release error; its release URL
-    only for the admin and for itself."""
-    return _view(registry.holder(name), principal)
+    """One holder: its timeout, lease, holds, held pages and last release error; its
+    release URL only for the admin and for itself."""
+    return _view(registry, registry.holder(name), principal)
 
 
 @router.patch(
@@ -100,17 +105,25 @@ async def get_holder(name: str, registry: RegistryDep, principal: PrincipalDep) 
 async def update_holder(
     name: str, body: HolderPatch, state: StateDep, registry: RegistryDep, principal: PrincipalDep
 ) -> HolderOut:
-    """Change a holder's release URL, timeout or description (admin or the holder)."""
+    """Change a holder's release URL, timeout, description or lease (admin or the holder).
+
+    Setting `lease_ttl_s` starts the lease live; `null` takes it away."""
     require_self_or_admin(principal, name)
     registry.holder(name)
     fields = body.model_fields_set
     url: str | None | Unset = UNSET
     if "release_url" in fields:
         url = None if body.release_url is None else _checked_url(state, body.release_url)
+    ttl_s: float | None | Unset = body.lease_ttl_s if "lease_ttl_s" in fields else UNSET
     holder = await registry.update_holder(
-        name, release_url=url, timeout_s=body.timeout_s, description=body.description
+        name,
+        release_url=url,
+        timeout_s=body.timeout_s,
+        description=body.description,
+        lease_ttl_s=ttl_s,
+        on_expiry=None if body.on_expiry is None else OnExpiry(body.on_expiry),
     )
-    return _view(holder, principal)
+    return _view(registry, holder, principal)
 
 
 @router.delete(
@@ -141,9 +154,50 @@ async def delete_holder(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _view(holder: Holder, principal: Principal) -> HolderOut:
-    """A holder's release URL is for the admin and for itself, never for other holders."""
-    return HolderOut.of(holder, show_url=principal.is_admin or principal.holder == holder.name)
+@router.post(
+    "/{name}/keepalive",
+    name="keepalive_holder",
+    responses=documented(
+        "unauthorized", "forbidden", "holder_not_found", "no_lease", "invalid_request"
+    ),
+)
+async def keepalive(name: str, registry: RegistryDep, principal: PrincipalDep) -> LeaseOut:
+    """Renew the holder's lease (admin or the holder): live for `ttl_s` from now. An
+    expired holder is revived: its remaining holds are `held` again. 409 `no_lease`
+    for a holder without a lease."""
+    require_self_or_admin(principal, name)
+    lease = registry.leases.keepalive(registry.holder(name))
+    # Not journaled: a deadline is on this process's monotonic clock, and a restart
+    # restarts every lease anyway.
+    return LeaseOut.of(lease, registry.leases.expires_at(lease))
+
+
+@router.post(
+    "/{name}/reclaim",
+    name="reclaim_holds",
+    responses=documented(
+        "unauthorized",
+        "forbidden",
+        "holder_not_found",
+        "lease_not_expired",
+        "invalid_request",
+        "storage_unavailable",
+    ),
+)
+async def reclaim(name: str, registry: RegistryDep, _: AdminDep) -> Reclaimed:
+    """Erase every hold of a holder whose lease expired, without calling it (admin).
+    409 `lease_not_expired` if its lease is live (or it has none)."""
+    done = await registry.leases.reclaim_now(registry.holder(name))
+    return Reclaimed(reclaimed_holds=done.holds, reclaimed_pages=done.pages)
+
+
+def _view(registry: Registry, holder: Holder, principal: Principal | None) -> HolderOut:
+    """A holder's release URL is for the admin (``None``: the admin) and for itself,
+    never for other holders; its lease with the deadline as wall-clock time."""
+    show_url = principal is None or principal.is_admin or principal.holder == holder.name
+    lease = holder.lease
+    expires_at = None if lease is None else registry.leases.expires_at(lease)
+    return HolderOut.of(holder, show_url=show_url, expires_at=expires_at)
 
 
 def _checked_url(state: StateDep, url: str) -> str:

@@ -19,7 +19,7 @@ from pageholder.service.api.schemas import (
     to_time,
 )
 from pageholder.service.core.errors import InvalidRequest
-from pageholder.service.core.model import SetStatus
+from pageholder.service.core.model import HoldState, SetStatus
 from pageholder.service.core.registry import ADMIN
 from pageholder.service.core.rules import MAX_PFN
 
@@ -41,6 +41,9 @@ async def list_holds(
     start: Annotated[int, Query(ge=0, le=MAX_PFN, description="first pfn")] = 0,
     end: Annotated[int | None, Query(ge=0, le=MAX_PFN, description="pfn past the last")] = None,
     holder: Annotated[str | None, Query(description="only this holder's holds")] = None,
+    state: Annotated[
+        HoldState | None, Query(description="only holds in this state (e.g. orphaned)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> HoldList:
@@ -53,7 +56,9 @@ async def list_holds(
     owner = None if holder is None else registry.holder(holder)
     resume = cursor is not None
     first = start if cursor is None else max(start, cursors.decode("p", cursor))
-    holds, more = await registry.holds_in(first, end, holder=owner, limit=limit, resume=resume)
+    holds, more = await registry.holds_in(
+        first, end, holder=owner, state=state, limit=limit, resume=resume
+    )
     return HoldList(
         items=[HoldOut.of(h) for h in holds],
         next_cursor=None if more is None else cursors.encode("p", more),

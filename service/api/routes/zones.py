@@ -15,5 +15,8 @@ router = APIRouter(prefix="/v1/zones", tags=["zones"])
 async def list_zones(registry: RegistryDep, _: PrincipalDep) -> ZoneList:
     """Zones in pfn order, with held pages and holds from the trees' aggregate counts."""
     return ZoneList(
-        items=[ZoneOut.of(zh.zone, zh.tree.pages, len(zh.tree)) for zh in registry.zones]
+        items=[
+            ZoneOut.of(zh.zone, zh.tree.pages, len(zh.tree), registry.zone_orphaned_pages(zh))
+            for zh in registry.zones
+        ]
     )
