@@ -7,6 +7,7 @@ import json
 from fastapi import APIRouter, Response
 
 from pageholder.service.api.auth import Principal
+from pageholder.service.api.batchlimit import too_many
 from pageholder.service.api.deps import PrincipalDep, RegistryDep
 from pageholder.service.api.problems import HTTPProblem, documented
 from pageholder.service.api.schemas import (
@@ -34,9 +35,9 @@ BATCH_PROBLEMS = documented(401, 403, 404, 409, 413, 422, 503)
 def _entries(pages: list[BatchPage], ranges: list[BatchRange]) -> list[tuple[int, int]]:
     total = len(pages) + sum(r.nr_pages for r in ranges)
     if total > MAX_BATCH_ENTRIES:
-        raise HTTPProblem(
-            "payload_too_large", f"{total} entries; a batch holds at most {MAX_BATCH_ENTRIES}"
-        )
+        # Most such bodies were refused before parsing (``api.batchlimit``); this is
+        # the rule for the ones its scan could not be sure of.
+        raise HTTPProblem("payload_too_large", too_many(total))
     return expand([(p.pfn, p.order) for p in pages], [(r.start_pfn, r.nr_pages) for r in ranges])
 
 
