@@ -52,6 +52,7 @@ from pageholder.service.core.model import (
 from pageholder.service.core.radix import Entry
 from pageholder.service.core.registry import Registry
 from pageholder.service.core.rules import DEFAULT_DEADLINE_S
+from pageholder.service.core.slices import SLICE, pause
 from pageholder.service.core.zone import RELEASING, ZoneHolds
 
 HOLDER_CONCURRENCY = 16
@@ -167,10 +168,13 @@ async def offline_block(
             registry, block_id, by_holder, answers, deadline_s, concurrency
         )
     finally:
-        # Also on cancellation (shutdown): whatever did not answer stays held.
-        report = await _settle(
-            registry, zh, block_id, block.start_pfn, block.end_pfn, entries, answers
+        # Also on cancellation (shutdown): whatever did not answer stays held. A task of
+        # its own, shielded: the settle yields between slices, and a cancellation landing
+        # there must not leave it half done (erased in memory, never journaled).
+        settling = asyncio.create_task(
+            _settle(registry, zh, block_id, block.start_pfn, block.end_pfn, entries, answers)
         )
+        report = await asyncio.shield(settling)
     report.webhook_calls = calls
     report.duration_ms = round((time.monotonic() - started) * 1000, 3)
     if report.state != BlockState.OFFLINE:
@@ -202,9 +206,20 @@ async def _isolate(
             busy = [e for e in tree.marked(RELEASING, start, end)]
             if not busy:
                 registry.blocks._set(block_id, BlockState.GOING_OFFLINE)  # never journaled
-                entries = list(tree.items(start, end))
-                for entry in entries:
-                    tree.set_mark(entry.head, RELEASING)
+                entries: list[Entry] = []
+                # In slices, the zone write-locked across the pauses: nobody sees the
+                # block half marked, other zones go on meanwhile.
+                try:
+                    for entry in tree.items(start, end):
+                        tree.set_mark(entry.head, RELEASING)
+                        entries.append(entry)
+                        if len(entries) % SLICE == 0:
+                            await pause()
+                except asyncio.CancelledError:  # shutdown: as if it never started
+                    for entry in entries:
+                        tree.clear_mark(entry.head, RELEASING)
+                    registry.blocks._set(block_id, BlockState.ONLINE)
+                    raise
                 return entries
             waits = [registry.release_in_flight(zh, e) for e in busy]
         # No lock while a single-page release finishes (it is bounded by its timeout).
@@ -267,7 +282,12 @@ async def _settle(
     unanswered = PageFailure(FailureReason.DEADLINE_EXCEEDED, "the offline ended before an answer")
     erased: list[Hold] = []
     async with zh.lock.writer_lock:
-        for entry in entries:
+        # In slices, the zone write-locked across the pauses (``core.slices``): the
+        # settle is one step for this zone's readers, other zones go on meanwhile. No
+        # cancellation can land in it: the offline's finally awaits it shielded.
+        for n, entry in enumerate(entries, 1):
+            if n % SLICE == 0:
+                await pause()
             holder = entry.value
             assert isinstance(holder, Holder)
             failure = answers.get(entry.head, unanswered)
