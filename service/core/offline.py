@@ -27,7 +27,7 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from pageholder.service.core.errors import (
@@ -123,7 +123,26 @@ class OfflineReport:
     failures: list[OfflineFailure] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The report as plain data. Written out: ``dataclasses.asdict`` deep-copies
+        field by field, a third of a second for 32,768 failures in one step."""
+        return {
+            "block": self.block,
+            "state": self.state,
+            "released_pages": self.released_pages,
+            "released_holds": self.released_holds,
+            "webhook_calls": self.webhook_calls,
+            "duration_ms": self.duration_ms,
+            "failures": [
+                {
+                    "holder": f.holder,
+                    "pfn": f.pfn,
+                    "order": f.order,
+                    "reason": f.reason,
+                    "detail": f.detail,
+                }
+                for f in self.failures
+            ],
+        }
 
 
 async def offline_block(
