@@ -14,6 +14,7 @@ BENCHES = {
     "webhook": "bench.bench_webhook",
     "console": "bench.bench_console",
     "peer": "bench.bench_peer",
+    "stall": "bench.bench_stall",
 }
 
 
