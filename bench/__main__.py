@@ -18,6 +18,7 @@ BENCHES = {
     "bighost": "bench.bench_bighost",
     "events": "bench.bench_events",
     "leases": "bench.bench_leases",
+    "stall": "bench.bench_stall",
 }
 
 

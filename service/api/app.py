@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 from pageholder.service.api import console, docs, problems
 from pageholder.service.api.auth import TokenBook, load_admin_token
 from pageholder.service.api.authfirst import AuthFirst
+from pageholder.service.api.batchlimit import BatchEntryLimit
 from pageholder.service.api.fast import FastPages
 from pageholder.service.api.metrics import Metrics
 from pageholder.service.api.middleware import BodyLimit, CountRequests, RevisionHeader
@@ -285,6 +286,7 @@ def create_app(
     # body limit, auth-before-body, the revision header, the readiness gate and the
     # request metrics.
     app.add_middleware(FastPages, routes=pages.router.routes)
+    app.add_middleware(BatchEntryLimit)  # an authenticated batch's count, before parsing
     app.add_middleware(AuthFirst)  # after the size limit, before any body is read
     app.add_middleware(RevisionHeader)
     # Outside auth: while recovering, holder tokens are not loaded yet; /v1 is a 503.

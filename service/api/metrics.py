@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -120,8 +121,9 @@ class Metrics:
         self.offlines.labels("offline" if report["state"] == "offline" else "cancelled").inc()
         self.offline_seconds.observe(report["duration_ms"] / 1000)
         self.released_pages.inc(report["released_pages"])
-        for failure in report["failures"]:
-            self.offline_failures.labels(failure["reason"]).inc()
+        reasons = collections.Counter(failure["reason"] for failure in report["failures"])
+        for reason, count in reasons.items():  # a few labels, however many failures
+            self.offline_failures.labels(reason).inc(count)
 
     def observe_webhook(self, outcome: str, seconds: float) -> None:
         self.webhook_calls.labels(outcome).inc()

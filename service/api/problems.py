@@ -147,9 +147,8 @@ class HTTPProblem(Exception):
         self.headers = headers
 
 
-def problem(
-    code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
-) -> JSONResponse:
+def document(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """The problem document for ``code``."""
     status = STATUS[code]
     body: dict[str, Any] = {
         "type": f"urn:pageholder:problem:{code}",
@@ -159,7 +158,14 @@ def problem(
         "code": code,
     }
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return body
+
+
+def problem(
+    code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body = document(code, detail, **extra)
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:

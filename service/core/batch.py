@@ -4,11 +4,25 @@
 Every zone a batch touches is write-locked for the whole batch, always in zone order,
 so two batches (atomic or not) cannot deadlock. An atomic batch applies its entries one
 by one and, at the first failure, takes them back in reverse order before it raises
-that failure; no await happens in between, so nobody sees the half-applied state.
+that failure.
+
+A batch of 65,536 entries is a few hundred milliseconds of work, so it runs in slices
+of ``SLICE`` entries with a yield to the event loop in between (``core.slices``), the
+zones' write locks held across the yields. What that means for everybody else:
+
+- requests in zones the batch does not touch (lookups, holds, offlines) run between
+  its slices: they wait at most one slice;
+- readers of a zone it touches wait for the whole batch, as before: a batch is one
+  change (one commit, one revision), atomic or not, and nobody may see part of it.
+  Their wait is bounded by the batch's own work, which is bounded by
+  ``MAX_BATCH_ENTRIES``; letting them in between slices would need either a lock
+  dropped mid-batch (a half-applied batch visible, and a batch no longer one change)
+  or a copy of the zone to read from.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, TypeVar
@@ -19,6 +33,7 @@ from pageholder.service.core.journal import Op, hold_op, set_ops, unhold_ops
 from pageholder.service.core.model import Hold, SetResult, SetStatus
 from pageholder.service.core.registry import ADMIN, Actor, Registry, released_events
 from pageholder.service.core.rules import MAX_BATCH_ENTRIES
+from pageholder.service.core.slices import SLICE, pause
 from pageholder.service.core.zone import ZoneHolds
 
 __all__ = ["MAX_BATCH_ENTRIES", "BatchItem", "batch_set", "batch_unset", "expand"]
@@ -56,13 +71,15 @@ async def _run(
     recheck: Callable[[], None] | None = None,
 ) -> list[BatchItem]:
     placed: list[ZoneHolds | PageHolderError] = []
-    for pfn, order in entries:
+    for n, (pfn, order) in enumerate(entries, 1):
         try:
             placed.append(locate(pfn, order))
         except PageHolderError as exc:
             if atomic:
                 raise
             placed.append(exc)
+        if n % SLICE == 0:
+            await pause()  # no lock held yet
     zones = sorted({zh.zone.index: zh for zh in placed if isinstance(zh, ZoneHolds)}.items())
     results: list[BatchItem] = []
     done: list[tuple[ZoneHolds, T]] = []
@@ -74,33 +91,47 @@ async def _run(
             locked.append(zh)
         if recheck is not None:
             recheck()  # what may have changed while we waited for the locks
-        # From here to the end: no await, so the batch is one step for everybody else.
-        # The collector is paused for that step: a 65536-entry batch allocates a few
-        # hundred thousand short-lived objects, and collections triggered by them would
-        # walk every tree node each time (2-2.5x the batch's time, measured).
+        # From here to the submission the touched zones stay write-locked: the awaits
+        # below are pause()s between slices, and nobody can read or change these zones
+        # meanwhile (the module docstring says what others see). The collector is
+        # paused too: a 65536-entry batch allocates a few hundred thousand short-lived
+        # objects, and collections triggered by them would walk every tree node each
+        # time (2-2.5x the batch's time, measured).
         gc.disable()
-        for (pfn, order), where in zip(entries, placed, strict=True):
-            try:
-                if isinstance(where, PageHolderError):
-                    raise where
-                status, token = apply(where, pfn, order)
-            except PageHolderError as exc:
-                if atomic:
-                    for zh, token in reversed(done):
-                        undo(zh, token)
-                    exc.extra.setdefault("pfn", pfn)
-                    raise
-                results.append(BatchItem(pfn, order, "error", exc.code, exc.detail))
-                continue
-            done.append((where, token))
-            results.append(BatchItem(pfn, order, status))
+        ops: list[Op] = []
+        journaled = registry.journal is not None
 
         def undo_all() -> None:
             for zh, token in reversed(done):
                 undo(zh, token)
 
+        try:
+            for n, ((pfn, order), where) in enumerate(zip(entries, placed, strict=True), 1):
+                if n % SLICE == 0:
+                    await pause()
+                try:
+                    if isinstance(where, PageHolderError):
+                        raise where
+                    status, token = apply(where, pfn, order)
+                except PageHolderError as exc:
+                    if atomic:
+                        undo_all()
+                        done.clear()
+                        exc.extra.setdefault("pfn", pfn)
+                        raise
+                    results.append(BatchItem(pfn, order, "error", exc.code, exc.detail))
+                    continue
+                done.append((where, token))
+                if journaled:
+                    ops.extend(ops_of(token))
+                results.append(BatchItem(pfn, order, status))
+        except asyncio.CancelledError:
+            # Cancelled at a pause (shutdown): nothing was submitted, so what was applied
+            # is taken back, in one step, before the locks go.
+            undo_all()
+            raise
+
         # One submission and one revision: the batch commits whole or not at all.
-        ops = [op for _, t in done for op in ops_of(t)] if registry.journal is not None else []
         pending = registry.submit(ops, undo_all, events_of([t for _, t in done]))
     finally:
         if collecting:

@@ -32,7 +32,7 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from pageholder.service.core.errors import (
@@ -58,6 +58,7 @@ from pageholder.service.core.model import (
 from pageholder.service.core.radix import Entry
 from pageholder.service.core.registry import Registry
 from pageholder.service.core.rules import DEFAULT_DEADLINE_S
+from pageholder.service.core.slices import SLICE, pause
 from pageholder.service.core.zone import RELEASING, ZoneHolds
 
 HOLDER_CONCURRENCY = 16
@@ -136,7 +137,29 @@ class OfflineReport:
     reclaimed: list[ReclaimedHold] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The report as plain data. Written out: ``dataclasses.asdict`` deep-copies
+        field by field, a third of a second for 32,768 failures in one step."""
+        return {
+            "block": self.block,
+            "state": self.state,
+            "released_pages": self.released_pages,
+            "released_holds": self.released_holds,
+            "webhook_calls": self.webhook_calls,
+            "duration_ms": self.duration_ms,
+            "failures": [
+                {
+                    "holder": f.holder,
+                    "pfn": f.pfn,
+                    "order": f.order,
+                    "reason": f.reason,
+                    "detail": f.detail,
+                }
+                for f in self.failures
+            ],
+            "reclaimed": [
+                {"holder": r.holder, "pfn": r.pfn, "order": r.order} for r in self.reclaimed
+            ],
+        }
 
 
 async def offline_block(
@@ -186,19 +209,24 @@ async def offline_block(
             registry, block_id, by_holder, answers, deadline_s, concurrency
         )
     finally:
-        # Also on cancellation (shutdown): whatever did not answer stays held.
-        report = await _settle(
-            registry,
-            zh,
-            block_id,
-            block.start_pfn,
-            block.end_pfn,
-            entries,
-            answers,
-            reclaim,
-            calls,
-            started,
+        # Also on cancellation (shutdown): whatever did not answer stays held. A task of
+        # its own, shielded: the settle yields between slices, and a cancellation landing
+        # there must not leave it half done (erased in memory, never journaled).
+        settling = asyncio.create_task(
+            _settle(
+                registry,
+                zh,
+                block_id,
+                block.start_pfn,
+                block.end_pfn,
+                entries,
+                answers,
+                reclaim,
+                calls,
+                started,
+            )
         )
+        report = await asyncio.shield(settling)
     if report.state != BlockState.OFFLINE:
         raise OfflineFailed(
             f"memory block {block_id} stays online: "
@@ -228,9 +256,20 @@ async def _isolate(
             busy = [e for e in tree.marked(RELEASING, start, end)]
             if not busy:
                 registry.blocks._set(block_id, BlockState.GOING_OFFLINE)  # never journaled
-                entries = list(tree.items(start, end))
-                for entry in entries:
-                    tree.set_mark(entry.head, RELEASING)
+                entries: list[Entry] = []
+                # In slices, the zone write-locked across the pauses: nobody sees the
+                # block half marked, other zones go on meanwhile.
+                try:
+                    for entry in tree.items(start, end):
+                        tree.set_mark(entry.head, RELEASING)
+                        entries.append(entry)
+                        if len(entries) % SLICE == 0:
+                            await pause()
+                except asyncio.CancelledError:  # shutdown: as if it never started
+                    for entry in entries:
+                        tree.clear_mark(entry.head, RELEASING)
+                    registry.blocks._set(block_id, BlockState.ONLINE)
+                    raise
                 # Its own revision (the event is kept; the state is not). Not awaited: the
                 # settle's revision comes after it in the journal whatever happens.
                 going = [block_event(EventType.BLOCK_GOING_OFFLINE, block_id)]
@@ -301,7 +340,12 @@ async def _settle(
     erased: list[Hold] = []
     reclaimed: list[Hold] = []
     async with zh.lock.writer_lock:
-        for entry in entries:
+        # In slices, the zone write-locked across the pauses (``core.slices``): the
+        # settle is one step for this zone's readers, other zones go on meanwhile. No
+        # cancellation can land in it: the offline's finally awaits it shielded.
+        for n, entry in enumerate(entries, 1):
+            if n % SLICE == 0:
+                await pause()
             holder = entry.value
             assert isinstance(holder, Holder)
             if zh.current(entry.head, entry.stamp, holder) is None:

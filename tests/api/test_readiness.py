@@ -28,7 +28,9 @@ def stored(data_dir: Path, rows: list[tuple[int, int, str, int]]) -> None:
     Store.open(data_dir).close_now()
     db = sqlite3.connect(data_dir / DB_FILE)
     with db:
-        db.execute("INSERT INTO holders VALUES ('nic0', NULL, 10.0, '', 1.0, '', 's', NULL, 'keep')")
+        db.execute(
+            "INSERT INTO holders VALUES ('nic0', NULL, 10.0, '', 1.0, '', 's', NULL, 'keep')"
+        )
         db.executemany("INSERT INTO holds VALUES (?, ?, ?, ?)", rows)
     db.close()
 

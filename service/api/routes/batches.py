@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from fastapi import APIRouter, Response
 
 from pageholder.service.api.auth import Principal
+from pageholder.service.api.batchlimit import too_many
 from pageholder.service.api.deps import PrincipalDep, RegistryDep
 from pageholder.service.api.problems import HTTPProblem, documented
 from pageholder.service.api.schemas import (
@@ -63,7 +64,10 @@ def _check_size(pages: list[BatchPage], ranges: list[BatchRange]) -> None:
     total = len(pages) + sum(r.nr_pages for r in ranges)
     if total > MAX_BATCH_ENTRIES:
         raise HTTPProblem(
-            "payload_too_large", f"{total} entries; a batch holds at most {MAX_BATCH_ENTRIES}"
+            # Most such bodies were refused before parsing (``api.batchlimit``); this is
+            # the rule for the ones its scan could not be sure of.
+            "payload_too_large",
+            too_many(total),
         )
 
 

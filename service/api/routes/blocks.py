@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Path, Query, Response
 
-from pageholder.service.api import cursors
+from pageholder.service.api import bigjson, cursors, problems
 from pageholder.service.api.deps import AdminDep, PrincipalDep, RegistryDep, StateDep
 from pageholder.service.api.problems import documented
 from pageholder.service.api.schemas import BlockList, BlockOut, OfflineReportOut, OfflineRequest
@@ -91,6 +91,7 @@ async def get_block(block_id: BlockId, registry: RegistryDep, _: PrincipalDep) -
 @router.post(
     "/{block_id}/offline",
     name="offline_block",
+    response_model=OfflineReportOut,
     responses=documented(
         "unauthorized",
         "forbidden",
@@ -108,7 +109,7 @@ async def offline(
     state: StateDep,
     _: AdminDep,
     body: Annotated[OfflineRequest | None, Body()] = None,
-) -> OfflineReportOut:
+) -> OfflineReportOut | Response:
     """Take a memory block offline (hot-remove): isolate it, ask every holder once for all
     of its pages there, and commit, or cancel with a report of what refused and why.
     With `reclaim_orphans`, holds of holders whose lease expired are erased uncalled."""
@@ -122,7 +123,12 @@ async def offline(
         )
     except OfflineFailed as failed:
         state.metrics.observe_offline(failed.extra["report"])
-        raise
+        # Its report may list 32,768 failures: encoded in slices, not in one step.
+        document = problems.document(failed.code, failed.detail, **failed.extra)
+        encoded = await bigjson.encode(document, ["report", "failures"])
+        return Response(
+            encoded, status_code=document["status"], media_type=problems.PROBLEM_JSON
+        )
     state.metrics.observe_offline(report.as_dict())
     return OfflineReportOut.model_validate(report.as_dict())
 

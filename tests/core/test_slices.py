@@ -1,0 +1,138 @@
+"""Long work yields to the loop in slices (issue 11, finding 4: valid work stalls too):
+lookups in other zones are answered while a big batch or an offline's isolate and
+settle run, and readers of the zone they lock never see them half done."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from pageholder.service.core import errors
+from pageholder.service.core.batch import batch_set
+from pageholder.service.core.offline import offline_block
+from pageholder.service.core.registry import Registry
+from pageholder.service.core.slices import SLICE
+from pageholder.service.core.zone import RELEASING
+
+from .test_registry import NORMAL, make_registry
+
+DMA32 = 4096
+ENTRIES = 3 * SLICE  # a few slices, inside one 32768-page block
+DEADLINE_S = 30.0
+
+
+async def observe(work: Awaitable[Any], probe: Callable[[], Awaitable[Any]]) -> list[Any]:
+    """Run ``work``; meanwhile call ``probe`` over and over and collect what it saw.
+    Returns once the work is done (or raised), with the deadline as the bound."""
+    task = asyncio.ensure_future(work)
+    seen: list[Any] = []
+    async with asyncio.timeout(DEADLINE_S):
+        while not task.done():
+            seen.append(await probe())
+            await asyncio.sleep(0)  # one turn of the loop: the work's next slice
+        seen.append(await probe())
+    await asyncio.gather(task, return_exceptions=True)
+    return seen
+
+
+def held_in_normal(registry: Registry) -> Callable[[], Awaitable[int]]:
+    """A lookup in DMA32 (a zone the work does not lock) that reports how many holds
+    the Normal zone had when it was answered."""
+
+    async def probe() -> int:
+        await registry.lookup(DMA32)
+        return len(registry.zones[2].tree)
+
+    return probe
+
+
+def both_ends(registry: Registry, first: int, last: int) -> Callable[[], Awaitable[bool]]:
+    """A Normal-zone reader: are the first and the last page held alike?"""
+    zh = registry.zones[2]
+
+    async def probe() -> bool:
+        async with zh.lock.reader_lock:
+            return (zh.tree.load(first) is None) == (zh.tree.load(last) is None)
+
+    return probe
+
+
+async def test_a_big_batch_lets_other_zones_in_between_its_slices() -> None:
+    registry = await make_registry()
+    entries = [(NORMAL + i, 0) for i in range(ENTRIES)]
+    seen = await observe(batch_set(registry, "nic0", entries), held_in_normal(registry))
+    assert seen[0] == 0 and seen[-1] == ENTRIES
+    assert any(0 < n < ENTRIES for n in seen), seen  # answered mid-batch
+    registry.zones[2].tree._check()
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+async def test_readers_of_the_batchs_zone_never_see_it_half_applied(atomic: bool) -> None:
+    registry = await make_registry()
+    await registry.set_hold(NORMAL + ENTRIES + 1, "gpu0")  # makes the atomic one fail last
+    entries = [(NORMAL + i, 0) for i in range(ENTRIES)] + [(NORMAL + ENTRIES + 1, 0)]
+    probe = both_ends(registry, NORMAL, NORMAL + ENTRIES - 1)
+    seen = await observe(batch_set(registry, "nic0", entries, atomic=atomic), probe)
+    assert len(seen) > 2 and all(seen)
+    held = (await registry.lookup(NORMAL + ENTRIES - 1)).hold
+    assert (held is None) == atomic
+    registry.zones[2].tree._check()
+
+
+async def test_a_batch_cancelled_between_slices_is_taken_back_whole() -> None:
+    registry = await make_registry()
+    entries = [(NORMAL + i, 0) for i in range(ENTRIES)]
+    task = asyncio.create_task(batch_set(registry, "nic0", entries))
+    async with asyncio.timeout(DEADLINE_S):
+        while len(registry.zones[2].tree) < SLICE:  # the first slice is in
+            await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(registry.zones[2].tree) == 0
+    assert registry.holder("nic0").holds == 0
+
+
+async def test_an_offline_of_many_holds_lets_other_zones_in_while_it_marks_and_settles() -> None:
+    registry = await make_registry()
+    block = NORMAL // 32768
+    await batch_set(registry, "nic0", [(NORMAL + i, 0) for i in range(ENTRIES)])
+    tree = registry.zones[2].tree
+
+    async def probe() -> tuple[int, int]:
+        await registry.lookup(DMA32)
+        return len(tree), sum(1 for _ in tree.marked(RELEASING))
+
+    seen = await observe(offline_block(registry, block), probe)
+    assert seen[-1] == (0, 0)
+    assert any(0 < marked < ENTRIES for _, marked in seen), seen  # isolating, mid-way
+    assert any(0 < held < ENTRIES for held, _ in seen), seen  # settling, mid-way
+
+
+async def test_readers_of_the_offlined_zone_never_see_its_settle_half_done() -> None:
+    registry = await make_registry()
+    await batch_set(registry, "nic0", [(NORMAL + i, 0) for i in range(ENTRIES)])
+    probe = both_ends(registry, NORMAL, NORMAL + ENTRIES - 1)
+    seen = await observe(offline_block(registry, NORMAL // 32768), probe)
+    assert len(seen) > 2 and all(seen)
+
+
+async def test_an_offline_cancelled_while_isolating_leaves_the_block_online() -> None:
+    registry = await make_registry()
+    block = NORMAL // 32768
+    await batch_set(registry, "nic0", [(NORMAL + i, 0) for i in range(ENTRIES)])
+    tree = registry.zones[2].tree
+    task = asyncio.create_task(offline_block(registry, block))
+    async with asyncio.timeout(DEADLINE_S):
+        while next(tree.marked(RELEASING), None) is None:
+            await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert next(tree.marked(RELEASING), None) is None
+    await registry.set_hold(NORMAL + ENTRIES, "gpu0")  # the block takes holds again
+    with pytest.raises(errors.PageHeld):
+        await registry.set_hold(NORMAL, "gpu0")
