@@ -36,6 +36,14 @@ def demo(
             help="The admin token of the registry given by --url.",
         ),
     ] = None,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep",
+            help="Keep the registry and the subsystems up after the story (until ^C), to "
+            "look at them in the console (/ui).",
+        ),
+    ] = False,
 ) -> None:
     """A registry, seven simulated subsystems holding pages in blocks 40-47, and those
     blocks offlined one by one: what was released, what stayed held, and why."""
@@ -49,7 +57,7 @@ def demo(
     if registry is not None and not token:
         raise fail("--url needs its admin token (--token, PAGEHOLDER_TOKEN)")
     try:
-        asyncio.run(run_demo(out, registry, token if registry is not None else None))
+        asyncio.run(run_demo(out, registry, token if registry is not None else None, keep))
     except PageHolderError as exc:
         raise fail(f"{exc.detail} ({exc.code})", 1) from None
     except (ClientError, ScenarioError) as exc:

@@ -13,6 +13,7 @@ orphaned, an offline fails fast, and the admin reclaims them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import Final
@@ -68,8 +69,12 @@ class Outcome:
 # --- the story -----------------------------------------------------------------------------
 
 
-async def run_demo(out: Console, registry: str | None = None, token: str | None = None) -> None:
-    """Tell the whole story on ``out``; against ``registry`` if given, else an embedded one."""
+async def run_demo(
+    out: Console, registry: str | None = None, token: str | None = None, keep: bool = False
+) -> None:
+    """Tell the whole story on ``out``; against ``registry`` if given, else an embedded one.
+    With ``keep``, the registry and the subsystems stay up afterwards (until ^C), for a
+    person to look at in the console."""
     external = registry is not None
     async with contextlib.AsyncExitStack() as stack:
         if registry is None:
@@ -83,6 +88,7 @@ async def run_demo(out: Console, registry: str | None = None, token: str | None 
         client = await stack.enter_async_context(AsyncPageHolderClient(url, token))
         first = await client.get_block(DEMO_BLOCKS[0])
         last = await client.get_block(DEMO_BLOCKS[-1])
+        out.print(f"   the console: {url}/ui (admin token: {token})", markup=False)
         out.print(
             f"[bold]1. registry up[/bold] at {url} ({where}); blocks "
             f"{block_list(DEMO_BLOCKS)} = pfns {first.start_pfn}-"
@@ -109,6 +115,12 @@ async def run_demo(out: Console, registry: str | None = None, token: str | None 
         _print_holders(out, fleet, before, after)
         _print_conclusion(out, outcomes)
         await a_subsystem_dies(out, client, url, token, DEADLINE_S)
+        if keep:
+            out.print(
+                f"\n[bold]kept up[/bold]: open {url}/ui with the admin token above; "
+                "^C ends the demo"
+            )
+            await asyncio.Event().wait()  # until cancelled (^C)
         if external:
             out.print(f"(the demo's holders are deleted from {url} on the way out)")
 

@@ -240,3 +240,42 @@ def test_holder_controlled_text_is_shown_as_text(
     assert driver.title == "pageholder console"
     page = httpx.get(f"{server.url}/ui", trust_env=False)
     assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_an_orphaned_holder_shows_as_such(driver: Any, server: Server, admin: httpx.Client) -> None:
+    from selenium.webdriver.common.by import By
+
+    created = admin.post("/v1/holders", json={"name": "gone0", "lease_ttl_s": 1})
+    assert created.status_code == 201, created.text
+    held = admin.put(f"/v1/pages/{block_pfn(50)}/hold", json={"holder": "gone0", "order": 9})
+    assert held.status_code == 201, held.text
+    # no keepalive: after a second its lease runs out and its holds read orphaned
+    wait_for(
+        lambda: admin.get(f"/v1/pages/{block_pfn(50)}").json()["state"] == "orphaned",
+        20,
+        "gone0's hold to turn orphaned",
+    )
+    open_console(driver, server)
+    wait_for(lambda: blocks_loaded(driver), 20, "the map")
+    rows = driver.find_elements(By.CSS_SELECTOR, "#holders tbody tr")
+    cells = next(
+        [td.text for td in r.find_elements(By.TAG_NAME, "td")]
+        for r in rows
+        if r.find_element(By.TAG_NAME, "td").text == "gone0"
+    )
+    assert cells[2].startswith("expired")
+    orphaned = driver.execute_script(
+        "return window.pageholderConsole.blocks.get(50).orphaned_pages"
+    )
+    assert orphaned == 512
+    # the purple corner: the cell's top-left pixel
+    rgb = driver.execute_script(
+        """
+        const s = window.pageholderConsole, at = s.positions.get(50);
+        const ratio = window.devicePixelRatio || 1;
+        const x = Math.floor((at.x + 1) * ratio), y = Math.floor((at.y + 1) * ratio);
+        const px = document.getElementById('map').getContext('2d').getImageData(x, y, 1, 1).data;
+        return [px[0], px[1], px[2]];
+        """
+    )
+    assert tuple(rgb) == (142, 68, 173)  # COLOURS.orphaned in console.js

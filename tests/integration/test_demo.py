@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import time
+from pathlib import Path
 
+import httpx
 import pytest
 
 from pageholder.cli.demo_story import DEMO_BLOCKS, DEMO_SCENARIO
@@ -115,3 +119,33 @@ def test_the_demo_takes_a_registry_token_or_nothing() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.startswith("error: --url needs its admin token")
+
+
+def test_demo_keep_leaves_the_registry_up_for_the_console(tmp_path: Path) -> None:
+    log = tmp_path / "demo.out"
+    with log.open("wb") as out:
+        demo = subprocess.Popen(
+            [*pageholder_command(), "demo", "--keep"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=server_env(None) | {"COLUMNS": "200"},
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "kept up" not in log.read_text() and time.monotonic() < deadline:
+            assert demo.poll() is None, log.read_text()
+            time.sleep(0.1)
+        printed = log.read_text()
+        assert "kept up" in printed, printed
+        found = re.search(r"the console: (http://\S+)/ui \(admin token: (\S+)\)", printed)
+        assert found, printed
+        url, token = found.groups()
+        assert httpx.get(f"{url}/ui", trust_env=False).status_code == 200
+        blocks = httpx.get(
+            f"{url}/v1/blocks/42", headers={"Authorization": f"Bearer {token}"}, trust_env=False
+        )
+        assert blocks.json()["state"] == "offline"  # the story's outcome, still there
+    finally:
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(30) in (0, 130)
