@@ -40,6 +40,7 @@ BATCH_SET_PROBLEMS = documented(
     "page_held",
     "page_releasing",
     "block_not_online",
+    "lease_expired",
     "payload_too_large",
     "invalid_request",
     "misaligned",

@@ -106,6 +106,7 @@ async def get_page(pfn: PfnPath, registry: RegistryDep, _: PrincipalDep) -> Resp
             "page_held",
             "page_releasing",
             "block_not_online",
+            "lease_expired",
             "payload_too_large",
             "invalid_request",
             "misaligned",
