@@ -79,6 +79,25 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 
+#: What setting a hold can answer: one PUT, or a batch-set (whose first failure, when it
+#: is ``atomic``, is one of these too).
+SET_HOLD_CODES: tuple[str, ...] = (
+    "unauthorized",
+    "forbidden",
+    "pfn_not_found",
+    "holder_not_found",
+    "page_held",
+    "page_releasing",
+    "block_not_online",
+    "lease_expired",
+    "payload_too_large",
+    "invalid_request",
+    "misaligned",
+    "crosses_zone",
+    "storage_unavailable",
+)
+
+
 def documented(*answers: int | str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the problems a route can answer.
 

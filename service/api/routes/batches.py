@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 from pageholder.service.api.auth import Principal
 from pageholder.service.api.batchlimit import too_many
 from pageholder.service.api.deps import PrincipalDep, RegistryDep
-from pageholder.service.api.problems import HTTPProblem, documented
+from pageholder.service.api.problems import SET_HOLD_CODES, HTTPProblem, documented
 from pageholder.service.api.schemas import (
     BatchPage,
     BatchRange,
@@ -32,21 +32,7 @@ from pageholder.service.core.registry import ADMIN
 router = APIRouter(prefix="/v1/holds", tags=["holds"])
 
 #: What a batch can answer; a 409/404/422 is the first failure of an ``atomic`` batch.
-BATCH_SET_PROBLEMS = documented(
-    "unauthorized",
-    "forbidden",
-    "pfn_not_found",
-    "holder_not_found",
-    "page_held",
-    "page_releasing",
-    "block_not_online",
-    "lease_expired",
-    "payload_too_large",
-    "invalid_request",
-    "misaligned",
-    "crosses_zone",
-    "storage_unavailable",
-)
+BATCH_SET_PROBLEMS = documented(*SET_HOLD_CODES)
 BATCH_UNSET_PROBLEMS = documented(
     "unauthorized",
     "forbidden",
