@@ -142,6 +142,24 @@ async def _run(
     return results
 
 
+def set_batch_events(
+    holder: str,
+    created: list[tuple[int, int]],
+    overwritten: list[tuple[int, int]],
+    previous: dict[str, None],
+) -> list[EventBody]:
+    """A batch-set's events: ``hold.created`` and ``hold.overwritten`` (naming the holders
+    it took pages from), each only if it has holds."""
+    events = []
+    if created:
+        events.append(EventBody(EventType.HOLD_CREATED, holder, created))
+    if overwritten:
+        events.append(
+            EventBody(EventType.HOLD_OVERWRITTEN, holder, overwritten, previous=tuple(previous))
+        )
+    return events
+
+
 async def batch_set(
     registry: Registry,
     holder_name: str,
@@ -193,16 +211,7 @@ async def batch_set(
             elif token.status is SetStatus.OVERWRITTEN:
                 overwritten.append((token.hold.pfn, token.hold.order))
                 previous.update(dict.fromkeys(h.holder.name for h in token.previous))
-        events = []
-        if created:
-            events.append(EventBody(EventType.HOLD_CREATED, holder.name, created))
-        if overwritten:
-            events.append(
-                EventBody(
-                    EventType.HOLD_OVERWRITTEN, holder.name, overwritten, previous=tuple(previous)
-                )
-            )
-        return events
+        return set_batch_events(holder.name, created, overwritten, previous)
 
     return await _run(
         registry, entries, registry.place, apply, undo, ops_of, events_of, atomic, recheck

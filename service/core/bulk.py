@@ -20,9 +20,9 @@ import gc
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from pageholder.service.core.batch import BatchItem
+from pageholder.service.core.batch import BatchItem, set_batch_events
 from pageholder.service.core.errors import PageHolderError
-from pageholder.service.core.events import EventBody, EventType
+from pageholder.service.core.events import EventBody
 from pageholder.service.core.journal import Op, hold_op, hold_range_op, set_ops
 from pageholder.service.core.model import Holder, SetResult, SetStatus
 from pageholder.service.core.registry import ADMIN, Actor, Registry
@@ -147,20 +147,7 @@ class _Steps:
 
     def events(self) -> list[EventBody]:
         """The batch's events, as ``batch.batch_set`` reports them."""
-        name = self.holder.name
-        events = []
-        if self._created:
-            events.append(EventBody(EventType.HOLD_CREATED, name, self._created))
-        if self._overwritten:
-            events.append(
-                EventBody(
-                    EventType.HOLD_OVERWRITTEN,
-                    name,
-                    self._overwritten,
-                    previous=tuple(self._previous),
-                )
-            )
-        return events
+        return set_batch_events(self.holder.name, self._created, self._overwritten, self._previous)
 
     def single(
         self, pfn: int, order: int, where: ZoneHolds | PageHolderError, atomic: bool
