@@ -134,7 +134,7 @@ class Route:
                 raise transport_error(exc) from exc
             self.attempt += 1
             return self.retry.backoff(self.attempt - 1)
-        if not isinstance(exc, NOT_SENT) and not call.idempotent:
+        if not isinstance(exc, NOT_SENT) and not call.replayable:
             raise OutcomeUnknown(call.method, self.url, call.path, exc) from exc
         delay = self._move(None, None)
         if delay is None:
