@@ -415,7 +415,13 @@ else
     NIC0=$("${HA[@]}" ps -q ha-nic0)
     before=$(python3 "$HERE/registry_state.py" "$URL_A,$URL_B" "$TOKEN" "${EXPECTED_BLOCKS[@]}") ||
         fail "the ha registries' state is not the scenario's"
-    holders_before=$(docker exec "$NIC0" pageholder holders --json) ||
+    # What the CLI in a subsystem's container reads with both URLs: each holder's holds
+    # (not last_error: a registry's own diagnostics, not kept across a takeover).
+    holders_of() {
+        docker exec "$NIC0" pageholder holders --json | python3 -c \
+            'import json, sys; print(sorted((h["name"], h["holds"], h["held_pages"]) for h in json.load(sys.stdin)))'
+    }
+    holders_before=$(holders_of) ||
         fail "pageholder holders with both URLs failed in ha-nic0's container"
 
     say "killing the leader's container ($leader_name)"
@@ -431,7 +437,7 @@ else
     [ "$before" = "$after" ] || fail "the state changed across the takeover:
 before: $before
 after:  $after"
-    holders_after=$(docker exec "$NIC0" pageholder holders --json) ||
+    holders_after=$(holders_of) ||
         fail "pageholder holders with both URLs failed after the takeover"
     [ "$holders_before" = "$holders_after" ] || fail "the holders changed across the takeover:
 before: $holders_before
