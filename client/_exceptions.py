@@ -37,7 +37,8 @@
         ├── ReleaseFailed                   release_failed        502
         ├── ReleaseTimeout                  release_timeout       504
         ├── StorageUnavailable              storage_unavailable   503
-        └── NotReady                        not_ready             503
+        ├── NotReady                        not_ready             503
+        └── NotLeader                       not_leader            503
 
 ``EXCEPTIONS_BY_CODE`` is the table; ``exception_for_code`` reads it. A code this client
 does not know (a newer server) falls back to the class of its status family
@@ -297,6 +298,10 @@ class NotReady(PageHolderError):
     """The registry is starting or stopping."""
 
 
+class NotLeader(PageHolderError):
+    """A standby registry: ``problem["leader"]`` is the leader's URL (or None)."""
+
+
 EXCEPTIONS_BY_CODE: Final[Mapping[str, type[PageHolderError]]] = MappingProxyType(
     {
         "internal_error": InternalError,
@@ -331,6 +336,7 @@ EXCEPTIONS_BY_CODE: Final[Mapping[str, type[PageHolderError]]] = MappingProxyTyp
         "release_timeout": ReleaseTimeout,
         "storage_unavailable": StorageUnavailable,
         "not_ready": NotReady,
+        "not_leader": NotLeader,
     }
 )
 
