@@ -65,6 +65,10 @@ A networked page-holder registry. Subsystems register as **holders** with a rele
 webhook and put **holds** on pfns; operators ask who holds a page, ask for it back, or
 take a memory block offline.
 
+Any `/v1` call may be answered 503 `not_ready` (the registry is starting) or, on a
+standby of several registries sharing one PostgreSQL store, 503 `not_leader` with
+`leader` (the leader's URL) and `Retry-After`: ask the leader.
+
 Click **Authorize** and paste the admin token that `pageholder serve` printed at first
 start (or a holder's token returned by `POST /v1/holders`).
 """

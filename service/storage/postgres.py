@@ -308,6 +308,7 @@ class PgStore(GroupCommit):
             db = self._connection()
         except psycopg.Error as exc:
             raise StoreUnreachable(_first_line(exc)) from None
+        committing = False  # past the statements: a break now leaves the outcome unknown
         try:
             with db.transaction(), db.cursor() as cur:
                 if self.fence is not None:
@@ -325,13 +326,15 @@ class PgStore(GroupCommit):
                         "INSERT INTO events VALUES (%s, %s, %s)",
                         [(r.rev, r.time, r.to_json()) for r in revisions],
                     )
+                committing = True
         except Fenced:
             self._lost("the leader lease is gone")
             raise
         except psycopg.OperationalError as exc:
-            if db.broken or db.closed:
+            if committing:
                 # The commit may or may not have landed: memory cannot tell.
                 self._lost(f"the connection broke during a commit ({_first_line(exc)})")
+            if db.broken or db.closed:  # nothing was written; the next one reconnects
                 raise StoreUnreachable(_first_line(exc)) from None
             raise
         self.commits += 1

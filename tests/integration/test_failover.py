@@ -1,190 +1,141 @@
-"""A client given several URLs, against real processes on loopback: a port where nothing
-listens, a real HTTP server playing a standby (every call: 503 ``not_leader`` naming
-whom it is told, with ``Retry-After``), a real HTTP server that reads a request and
-never answers, and two real ``pageholder serve``. The SDK and the CLI go to whichever
-leads, stay there, and never send a call that may have been applied a second time.
-"""
+"""Two registries on one PostgreSQL database: the leader dies, pauses, or loses the
+database, and no acknowledged hold is lost; a paused leader cannot land a late write."""
 
 from __future__ import annotations
 
-import json
-import subprocess
+import signal
 import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
-from pageholder.client import OutcomeUnknown, PageHolderClient, Timeout
-
-from .servers import (
-    HOST,
-    Server,
-    free_port,
-    pageholder_command,
-    run_pageholder,
-    running_server,
-    server_env,
-)
+from ..postgres import PostgresServer
+from .registries import AUTH, NORMAL, hold, registries, wait_ready
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "failover-admin-token-0123456789"
-NORMAL = 1 << 20
-#: How long the silent server keeps a request unanswered at most (the client gives up
-#: after its read timeout, well before).
-SILENT_FOR_S = 10.0
+WRITERS = 8
+#: the issue's bound: a standby serves writes this soon after the leader died
+TAKEOVER_S = 10.0
 
 
-class FakeRegistry:
-    """A real loopback HTTP server: a standby (``leader``: the URL it names), or silent
-    (reads each request, answers nothing until stopped). Counts what it was sent."""
-
-    def __init__(self, *, leader: str | None = None, silent: bool = False) -> None:
-        self.leader = leader
-        self.silent = silent
-        self.requests: list[tuple[str, str]] = []
-        self.stopping = threading.Event()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
-                fake.requests.append((self.command, self.path))
-                if fake.silent:
-                    fake.stopping.wait(SILENT_FOR_S)
-                    return
-                body = json.dumps(
-                    {
-                        "type": "urn:pageholder:problem:not_leader",
-                        "title": "Not the leader",
-                        "status": 503,
-                        "detail": "this registry is a standby",
-                        "code": "not_leader",
-                        "leader": fake.leader,
-                    }
-                ).encode()
-                self.send_response(503)
-                self.send_header("Content-Type", "application/problem+json")
-                self.send_header("Retry-After", "1")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://{HOST}:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeRegistry:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
+def client() -> httpx.Client:
+    return httpx.Client(headers=AUTH, timeout=5.0, trust_env=False)
 
 
-@pytest.fixture
-def registries(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
-    with (
-        running_server(tmp_path / "a", admin_token=TOKEN) as a,
-        running_server(tmp_path / "b", admin_token=TOKEN) as b,
-    ):
-        yield a, b
+def held_on(url: str, pfns: list[int]) -> list[int]:
+    """Which of ``pfns`` ``url`` says are held by nic0 (one listing per block)."""
+    with client() as http:
+        found: set[int] = set()
+        cursor = None
+        while True:
+            params: dict[str, str | int] = {"holder": "nic0", "limit": 10000}
+            if cursor:
+                params["cursor"] = cursor
+            page = http.get(f"{url}/v1/pages", params=params).json()
+            found.update(item["pfn"] for item in page["items"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return [p for p in pfns if p in found]
 
 
-def holders_of(server: Server) -> list[str]:
-    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}) as api:
-        return [h["name"] for h in api.get("/v1/holders").json()["items"]]
+def test_eight_writers_lose_nothing_when_the_leader_is_killed(tmp_path: Path, pg_url: str) -> None:
+    with registries(tmp_path, pg_url, 2) as (leader, standby):
+        urls = [leader.url, standby.url]
+        with client() as http:
+            assert http.post(f"{leader.url}/v1/holders", json={"name": "nic0"}).status_code == 201
+            refused = http.get(f"{standby.url}/v1/zones")
+            assert refused.status_code == 503 and refused.json()["leader"] == leader.url
+            assert int(refused.headers["retry-after"]) >= 1
+        acknowledged: list[list[int]] = [[] for _ in range(WRITERS)]
+        stop = threading.Event()
+        deadline = time.monotonic() + 60
+
+        def write(w: int) -> None:
+            with client() as http:
+                n = 0
+                while not stop.is_set() and time.monotonic() < deadline:
+                    pfn = NORMAL + w * 100_000 + n
+                    if hold(http, urls, pfn, deadline):
+                        acknowledged[w].append(pfn)
+                    n += 1
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
+        for thread in threads:
+            thread.start()
+        while sum(map(len, acknowledged)) < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        leader.process.kill()
+        killed = time.monotonic()
+        before = sum(map(len, acknowledged))
+        wait_ready(standby, TAKEOVER_S + 5)
+        while sum(map(len, acknowledged)) <= before + 2 * WRITERS:  # writes land again
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        took = time.monotonic() - killed
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        assert took < TAKEOVER_S + 1, f"the standby took {took:.1f} s to serve writes"
+        everything = [pfn for pfns in acknowledged for pfn in pfns]
+        assert held_on(standby.url, everything) == everything  # every acknowledged hold
+    with psycopg.connect(pg_url) as db:
+        revs = [rev for (rev,) in db.execute("SELECT rev FROM events ORDER BY rev")]
+        epoch = db.execute("SELECT epoch FROM leader").fetchone()
+    assert len(revs) == len(set(revs)) and revs == sorted(revs)
+    assert len(revs) >= len(everything) + 1  # a revision per hold (and the holder)
+    assert epoch == (2,)
 
 
-def test_the_client_finds_the_leader_stays_there_and_follows_a_takeover(
-    registries: tuple[Server, Server],
+def test_a_paused_leader_cannot_write_after_its_lease_ran_out(tmp_path: Path, pg_url: str) -> None:
+    with registries(tmp_path, pg_url, 2, args=["--leader-ttl", "2"]) as (leader, standby):
+        with client() as http:
+            assert http.post(f"{leader.url}/v1/holders", json={"name": "nic0"}).status_code == 201
+            leader.process.send_signal(signal.SIGSTOP)
+            wait_ready(standby, 20)  # took over: the paused leader's lease ran out
+            late: list[httpx.Response] = []
+            sender = threading.Thread(
+                target=lambda: late.append(
+                    http.put(f"{leader.url}/v1/pages/{NORMAL}/hold", json={"holder": "nic0"})
+                )
+            )
+            sender.start()
+            time.sleep(0.2)  # the request waits in the paused leader's socket
+            leader.process.send_signal(signal.SIGCONT)
+            sender.join(30)
+            assert late and late[0].status_code == 503, late
+            assert late[0].json()["code"] in ("not_leader", "storage_unavailable")
+            page = http.get(f"{standby.url}/v1/pages/{NORMAL}").json()
+            assert page["held"] is False
+            # the new leader writes; the old one steps down (exits: a supervisor restarts it)
+            assert hold(http, [standby.url], NORMAL + 1, time.monotonic() + 10)
+        assert leader.process.wait(30) != 0
+        assert "stepped down" in leader.stderr() + leader.stdout()
+    with psycopg.connect(pg_url) as db:
+        assert db.execute("SELECT pfn FROM holds").fetchall() == [(NORMAL + 1,)]
+
+
+def test_a_restart_of_postgresql_loses_nothing(
+    tmp_path: Path, postgres: PostgresServer, pg_url: str
 ) -> None:
-    a, b = registries
-    dead = f"http://{HOST}:{free_port()}"  # nothing listens: connection refused
-    with FakeRegistry(leader=a.url) as standby:
-        urls = [dead, standby.url, a.url, b.url]
-        with PageHolderClient(urls, TOKEN, failover_timeout_s=10) as client:
-            # refused (never sent), then not_leader (not applied): safe for a POST
-            client.create_holder("nic0", description="failover test")
-            assert client.url == a.url
-            assert standby.requests == [("POST", "/v1/holders")]
-            client.hold(NORMAL, "nic0", order=9)
-            assert client.owner(NORMAL + 5).holder == "nic0"
-            assert len(standby.requests) == 1  # sticky: straight to a
-            assert holders_of(a) == ["nic0"] and holders_of(b) == []
-
-            # The watch goes where the calls go.
-            events = client.watch(since=0)
-            assert [next(events).type, next(events).type] == ["holder.created", "hold.created"]
-            events.close()
-
-            # a stops, the standby names b: the next call goes there.
-            a.stop()
-            standby.leader = b.url
-            assert client.list_holders() == []  # b's own (in-memory) state
-            assert client.url == b.url
-
-            # A leader URL that is not configured is not called: the token stays home.
-            elsewhere = FakeRegistry(leader=None)
-            with elsewhere:
-                standby.leader = elsewhere.url
-                with PageHolderClient([standby.url, b.url], TOKEN) as other:
-                    assert other.list_zones()
-                assert elsewhere.requests == []
-
-
-def test_a_call_that_may_have_been_applied_is_not_sent_again(
-    registries: tuple[Server, Server],
-) -> None:
-    a, _ = registries
-    with FakeRegistry(silent=True) as silent:
-        timeout = Timeout(connect=5, read=0.5, write=5, pool=5)
-        with PageHolderClient([silent.url, a.url], TOKEN, timeout=timeout) as client:
-            with pytest.raises(OutcomeUnknown) as raised:
-                client.create_holder("nic0")
-            assert (raised.value.method, raised.value.url) == ("POST", silent.url)
-            assert holders_of(a) == []  # not replayed on a
-            # An idempotent call is: the silent one, then a.
-            assert client.list_holders() == []
-            assert client.url == a.url
-        assert silent.requests == [("POST", "/v1/holders"), ("GET", "/v1/holders")]
-
-
-def test_the_cli_takes_several_urls(registries: tuple[Server, Server]) -> None:
-    a, _ = registries
-    dead = f"http://{HOST}:{free_port()}"
-    with FakeRegistry(leader=a.url) as standby:
-        created = run_pageholder(
-            "holder", "create", "nic0", "--url", f"{dead},{standby.url},{a.url}", "--token", TOKEN
-        )
-        assert created.returncode == 0, created.stderr
-        shown = run_pageholder(
-            "holders", "--json", "--url", f"{dead},{standby.url},{a.url}", "--token", TOKEN
-        )
-        assert shown.returncode == 0, shown.stderr
-        assert [h["name"] for h in json.loads(shown.stdout)] == ["nic0"]
-        # PAGEHOLDER_URL takes the same list.
-        env = server_env(None, {"PAGEHOLDER_URL": f"{standby.url},{a.url}"})
-        listed = subprocess.run(
-            [*pageholder_command(), "holders", "--token", TOKEN],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=30,
-            check=False,
-        )
-        assert listed.returncode == 0, listed.stderr
-        assert "nic0" in listed.stdout
+    with registries(tmp_path, pg_url, 2, args=["--leader-ttl", "3"]) as servers:
+        urls = [s.url for s in servers]
+        acknowledged: list[int] = []
+        with client() as http:
+            assert http.post(f"{urls[0]}/v1/holders", json={"name": "nic0"}).status_code == 201
+            for n in range(20):
+                assert hold(http, urls, NORMAL + n, time.monotonic() + 10)
+                acknowledged.append(NORMAL + n)
+            postgres.restart()
+            deadline = time.monotonic() + 40
+            for n in range(20, 40):  # answered once a registry leads again
+                assert hold(http, urls, NORMAL + n, deadline)
+                acknowledged.append(NORMAL + n)
+        serving = [s for s in servers if s.process.poll() is None]
+        with client() as http:
+            leading = [s for s in serving if http.get(f"{s.url}/readyz").status_code == 200]
+        assert len(leading) == 1
+        assert held_on(leading[0].url, acknowledged) == acknowledged
