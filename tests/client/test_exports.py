@@ -53,6 +53,7 @@ EXPECTED = [
     "NoReleaseHandler",
     "NotFound",
     "NotHead",
+    "NotLeader",
     "NotReady",
     "OfflineFailed",
     "OfflineFailure",
