@@ -82,17 +82,18 @@ class Leadership:
 
     async def run(
         self,
-        prepare: Callable[[], Awaitable[None]],
+        prepare: Callable[[], Awaitable[bool]],
         become_leader: Callable[[], Awaitable[None]],
         on_fatal: Callable[[str], None],
     ) -> None:
-        """Load as a standby (``prepare``), wait for the lease, lead (``become_leader``
-        catches up and opens the gate), renew; return once deposed (``on_fatal`` was
-        called) or cancelled."""
+        """Load as a standby (``prepare``; False: it failed, and said so), wait for the
+        lease, lead (``become_leader`` catches up and opens the gate), renew; return
+        once deposed (``on_fatal`` was called) or cancelled."""
         self._loop = asyncio.get_running_loop()
         self._on_fatal = on_fatal
         self.store.on_lost = self._lost_from_thread
-        await prepare()
+        if not await prepare():
+            return  # a standby that cannot load must not take the lease
         while True:
             began = time.monotonic()
             try:

@@ -46,14 +46,17 @@ class Standby:
         self.warm = warm  # False: load the whole store at takeover (the old way; bench)
         self.follower: Follower | None = None
 
-    async def load(self) -> None:
-        """Load the store and start following it (nothing to do when not ``warm``)."""
+    async def load(self) -> bool:
+        """Load the store and start following it (nothing to do when not ``warm``);
+        False if the load failed or was stopped."""
         if not self.warm:
-            return
-        if await load(self.state, self.store, self.stop, self.on_fatal):
-            registry = self.state.registry
-            self.follower = Follower(self.store.url, registry, registry.events.revision)
-            self.follower.start()
+            return True
+        if not await load(self.state, self.store, self.stop, self.on_fatal):
+            return False
+        registry = self.state.registry
+        self.follower = Follower(self.store.url, registry, registry.events.revision)
+        self.follower.start()
+        return True
 
     async def take_over(self) -> None:
         """Bring memory to the store's last revision (warm, or a whole load) and open."""
