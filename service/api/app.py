@@ -221,6 +221,7 @@ def create_app(
                 # taking over applies what it has not seen yet (standby.py).
                 standby = Standby(state, store, stop, on_fatal, warm=settings.standby_follow)
                 stack.push_async_callback(asyncio.to_thread, standby.close)
+                leadership.describe_standby = standby.describe
                 recovery = asyncio.create_task(
                     leadership.run(standby.load, standby.take_over, on_fatal or _log_fatal)
                 )

@@ -58,6 +58,8 @@ class Leadership:
         self._valid_until = 0.0  # monotonic: the lease surely runs until then
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_fatal: Callable[[str], None] | None = None
+        #: what a standby says of its memory (``standby.py``), in its refusals
+        self.describe_standby: Callable[[], str] | None = None
 
     @property
     def interval_s(self) -> float:
@@ -73,7 +75,10 @@ class Leadership:
             return "this registry's leader lease could not be renewed in time", None
         if self.role is Role.DEPOSED:
             return "this registry lost the leader lease and is stepping down", self.leader_url
-        return "this registry is a standby", self.leader_url
+        detail = "this registry is a standby"
+        if self.describe_standby is not None:
+            detail += f" ({self.describe_standby()})"
+        return detail, self.leader_url
 
     async def _call(self, fn: Callable[..., _T], *args: object) -> _T:
         # The lease's connection notices a dead server within seconds (postgres.connect);

@@ -90,6 +90,17 @@ class Standby:
         self.state.registry.reset()
         await recover_and_open(self.state, self.store, self.stop, self.on_fatal)
 
+    def describe(self) -> str:
+        """What its memory is, for a standby's refusals: the revision it has applied."""
+        follower = self.follower
+        if not self.warm:
+            return "it loads the store when it takes over"
+        if follower is None:
+            return "loading the store"
+        if follower.stale is not None:
+            return "not following: it loads the store when it takes over"
+        return f"following the leader's commits, at revision {follower.last}"
+
     def close(self) -> None:
         """Stop following (shutdown)."""
         if self.follower is not None:

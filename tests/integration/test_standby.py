@@ -56,6 +56,18 @@ def took_over(server: Server) -> tuple[int, int]:
     return int(found[1]), int(found[2])
 
 
+def following(standby: Server, rev: int) -> None:
+    """Until the standby says it has applied ``rev`` (its refusals say how far it is)."""
+    deadline = time.monotonic() + 20
+    with client() as http:
+        while True:
+            detail = http.get(f"{standby.url}/readyz").json()["detail"]
+            if f"following the leader's commits, at revision {rev})" in detail:
+                return
+            assert time.monotonic() < deadline, detail
+            time.sleep(0.05)
+
+
 def test_a_warm_standby_takes_over_without_a_reload_and_loses_nothing(
     tmp_path: Path, pg_url: str
 ) -> None:
@@ -80,7 +92,7 @@ def test_a_warm_standby_takes_over_without_a_reload_and_loses_nothing(
             offline = http.post(f"{leader.url}/v1/blocks/{empty}/offline", json={})
             assert offline.status_code == 200, offline.text
             last = int(http.get(f"{leader.url}/v1/zones").headers["X-Pageholder-Revision"])
-            time.sleep(2.5)  # past the follower's 1 s poll: it applied these as a standby
+            following(standby, last)  # it applied these as a standby
             put = http.put(f"{leader.url}/v1/pages/{NORMAL + 10}/hold", json={"holder": "nic0"})
             assert put.status_code == 200  # unchanged: no revision
         leader.process.kill()
