@@ -31,6 +31,8 @@ HOLDERS = [f"h{i}" for i in range(8)]
 NORMAL = 1 << 20
 RUNS = 2
 TTL = "2"
+#: what a standby that loaded the store (and now follows) says in its refusals
+FOLLOWING = "following the leader's commits"
 
 
 def _fill(url: str) -> None:
@@ -53,7 +55,7 @@ def takeover(work: Path, url: str, warm: bool) -> float:
         leader.wait_healthy(timeout_s=120, path="/readyz")
         standby = start_registry(work, url, args, env)
         deadline = time.monotonic() + 300
-        while warm and "recovered" not in standby.stderr() + standby.stdout():
+        while warm and FOLLOWING not in httpx.get(f"{standby.url}/readyz").json()["detail"]:
             assert time.monotonic() < deadline, standby.output()
             time.sleep(0.1)
         with httpx.Client(headers=AUTH, timeout=10) as http:
