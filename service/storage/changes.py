@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 
 from pageholder.service.core.events import Revision
-from pageholder.service.core.journal import HolderOp
+from pageholder.service.core.journal import HolderOp, stored_holder
 from pageholder.service.core.model import Holder, OnExpiry
 from pageholder.service.core.radix import MAX_ORDER
 from pageholder.service.core.registry import Registry
@@ -121,7 +121,7 @@ def read_changes(db: psycopg.Connection[Any], after: int, limit: int = CHUNK) ->
         if what.holders:
             changes.holders = dict.fromkeys(what.holders)
             for row in db.execute(HOLDERS_SQL, (list(what.holders),)):
-                changes.holders[row[0]] = HolderOp(*row)
+                changes.holders[row[0]] = stored_holder(row)
         if what.ranges:
             starts, ends = zip(*what.ranges, strict=True)
             params = (list(starts), list(ends), MAX_ORDER)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pageholder.service.core.errors import PageHolderError
-from pageholder.service.core.journal import HolderOp
+from pageholder.service.core.journal import HolderOp, stored_holder
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import Holder, OnExpiry
 from pageholder.service.core.radix import MAX_ORDER
@@ -119,7 +119,7 @@ def recover(
     # another registry writes (a standby loading, ``storage.follower``).
     with store.reading():
         for row in store.holders():
-            holder = holder_from_row(HolderOp(*row))
+            holder = holder_from_row(stored_holder(row))
             registry.enrol(holder)
             # Every lease restarts at now + ttl_s: the registry's downtime expires nobody.
             registry.leases.restart(holder, row[7])
