@@ -20,6 +20,7 @@ BENCHES = {
     "leases": "bench.bench_leases",
     "stall": "bench.bench_stall",
     "pg": "bench.bench_pg",
+    "takeover": "bench.bench_takeover",
 }
 
 

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     advertise_url: str | None = Field(
         default=None, description="the URL a standby names when it answers not_leader"
     )
+    standby_follow: bool = Field(
+        default=True,
+        description="a standby keeps its trees warm from the leader's commits (false: it "
+        "loads the whole store when it takes over)",
+    )
     leader_ttl_s: float = Field(
         default=6.0,
         ge=0.5,

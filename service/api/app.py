@@ -9,7 +9,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -26,6 +25,7 @@ from pageholder.service.api.authfirst import AuthFirst
 from pageholder.service.api.batchlimit import BatchEntryLimit
 from pageholder.service.api.fast import FastPages
 from pageholder.service.api.leadership import Leadership
+from pageholder.service.api.loading import become_ready, recover_and_open
 from pageholder.service.api.metrics import Metrics
 from pageholder.service.api.middleware import BodyLimit, CountRequests, RevisionHeader
 from pageholder.service.api.readiness import NotReadyGate, Readiness
@@ -39,6 +39,7 @@ from pageholder.service.api.routes import (
     whoami,
     zones,
 )
+from pageholder.service.api.standby import Standby
 from pageholder.service.api.state import ServiceState
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import ReleaseCaller
@@ -49,10 +50,8 @@ from pageholder.service.storage.postgres import PgStore
 from pageholder.service.storage.protocol import DurableStore
 from pageholder.service.storage.recovery import (
     Durable,
-    RecoveryStopped,
     open_durable,
     open_shared,
-    recover,
 )
 from pageholder.service.webhooks.addresses import AddressPolicy
 from pageholder.service.webhooks.caller import WebhookCaller
@@ -108,66 +107,6 @@ LICENSE: dict[str, str] = {"name": "MIT", "identifier": "MIT"}
 
 def _operation_id(route: APIRoute) -> str:
     return route.name
-
-
-def _become_ready(state: ServiceState) -> None:
-    # Everything built so far (the recovered trees, the app) lives as long as the
-    # process: keep it out of the collector's generations, so that collections stay
-    # short however many holds there are (fewer p99 spikes).
-    gc.collect()
-    gc.freeze()
-    state.ready = state.readiness.ready = True
-    state.readiness.settled.set()
-
-
-async def _recover(
-    state: ServiceState,
-    store: DurableStore,
-    stop: threading.Event,
-    on_fatal: Callable[[str], None] | None,
-) -> None:
-    """Rebuild the registry from ``store`` in a worker thread, then open the gate.
-
-    Nothing else touches the registry until then (the gate answers 503), so the thread
-    may build it alone; the event loop meanwhile answers /healthz and /readyz. The
-    collector is paused while it runs: the trees are long-lived, and collections
-    triggered by building them would walk every node built so far, again and again."""
-    readiness = state.readiness
-    readiness.recovering = True
-    began = time.perf_counter()
-    collecting = gc.isenabled()
-    gc.disable()
-
-    def progress(loaded: int) -> None:
-        readiness.loaded = loaded
-
-    try:
-        loaded = await asyncio.to_thread(
-            recover, state.registry, store, stop=stop, progress=progress
-        )
-    except RecoveryStopped:
-        return
-    except Exception as exc:  # a store that cannot be read back: never serve half of it
-        readiness.failure = str(exc)
-        log.error("recovery from %s failed: %s", store.description, exc)
-        readiness.settled.set()
-        if on_fatal is not None:
-            on_fatal(str(exc))
-        return
-    finally:
-        readiness.recovering = False
-        if collecting:
-            gc.enable()
-    readiness.loaded = loaded
-    state.registry.leases.restart_all()  # timers on this loop; grace counts from now
-    log.info(
-        "recovered %d holds from %s in %.1f s",
-        loaded,
-        store.description,
-        time.perf_counter() - began,
-    )
-    store.start()
-    _become_ready(state)
 
 
 def _lease(store: PgStore, settings: Settings) -> LeaderLease:
@@ -275,19 +214,21 @@ def create_app(
             stop = threading.Event()
             recovery: asyncio.Task[None] | None = None
             if store is None:
-                _become_ready(state)
+                become_ready(state)
             elif leadership is not None:
                 assert isinstance(store, PgStore)
+                # A standby loads the store at once and follows the leader's commits;
+                # taking over applies what it has not seen yet (standby.py).
+                standby = Standby(state, store, stop, on_fatal, warm=settings.standby_follow)
+                stack.push_async_callback(asyncio.to_thread, standby.close)
+                leadership.describe_standby = standby.describe
                 recovery = asyncio.create_task(
-                    leadership.run(
-                        lambda: _recover(state, store, stop, on_fatal),
-                        on_fatal or _log_fatal,
-                    )
+                    leadership.run(standby.load, standby.take_over, on_fatal or _log_fatal)
                 )
             else:
                 # The trees are rebuilt after the server started accepting: /healthz
                 # answers meanwhile, /readyz and /v1 say 503 not_ready (readiness.py).
-                recovery = asyncio.create_task(_recover(state, store, stop, on_fatal))
+                recovery = asyncio.create_task(recover_and_open(state, store, stop, on_fatal))
             try:
                 yield
             finally:

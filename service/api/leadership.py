@@ -6,8 +6,9 @@ Every registry started with ``--store postgresql://...`` runs ``Leadership.run``
               then /healthz 200, /readyz and every /v1 call 503 ``not_leader`` naming
               the leader's advertised URL, with Retry-After
     leader    the lease is ours (epoch n): the writer's transactions are fenced by it;
-              recover the trees from the store (all of it: a standby keeps nothing
-              warm, see below), open the gate; renew every third of the ttl
+              bring the trees up to the store's last revision (``standby.py``: a
+              standby keeps them warm from the leader's commits), open the gate; renew
+              every third of the ttl
     lapsed    our own monotonic clock says the lease may have run out (renewals
               failed): answer 503 ``not_leader`` until a renewal succeeds
     deposed   a renewal found the lease taken, a write was fenced, or a commit's
@@ -16,11 +17,9 @@ Every registry started with ``--store postgresql://...`` runs ``Leadership.run``
 Stepping down is *exiting* (``on_fatal``): memory may hold changes the database never
 got (or got without memory knowing), and the one path that builds memory back from the
 database is a start. A supervisor (systemd ``Restart=``, compose ``restart:``) starts
-the process again, and it comes back as a standby. The same start path serves a
-takeover: a standby loads the whole store when it becomes leader, so what the old
-leader committed is exactly what the new one serves. (Following the events table while
-standby would make a takeover cheaper for big registries; recovery of a million holds
-takes a few seconds, see bench/RESULTS.md.)
+the process again, and it comes back as a standby, which loads the store and follows
+the leader's commits (``standby.py``), so that a takeover only applies what it has not
+seen yet.
 """
 
 from __future__ import annotations
@@ -59,6 +58,8 @@ class Leadership:
         self._valid_until = 0.0  # monotonic: the lease surely runs until then
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_fatal: Callable[[str], None] | None = None
+        #: what a standby says of its memory (``standby.py``), in its refusals
+        self.describe_standby: Callable[[], str] | None = None
 
     @property
     def interval_s(self) -> float:
@@ -74,7 +75,10 @@ class Leadership:
             return "this registry's leader lease could not be renewed in time", None
         if self.role is Role.DEPOSED:
             return "this registry lost the leader lease and is stepping down", self.leader_url
-        return "this registry is a standby", self.leader_url
+        detail = "this registry is a standby"
+        if self.describe_standby is not None:
+            detail += f" ({self.describe_standby()})"
+        return detail, self.leader_url
 
     async def _call(self, fn: Callable[..., _T], *args: object) -> _T:
         # The lease's connection notices a dead server within seconds (postgres.connect);
@@ -82,13 +86,19 @@ class Leadership:
         return await asyncio.wait_for(asyncio.to_thread(fn, *args), self.interval_s * 1.5)
 
     async def run(
-        self, become_leader: Callable[[], Awaitable[None]], on_fatal: Callable[[str], None]
+        self,
+        prepare: Callable[[], Awaitable[bool]],
+        become_leader: Callable[[], Awaitable[None]],
+        on_fatal: Callable[[str], None],
     ) -> None:
-        """Wait for the lease, lead (``become_leader`` recovers and opens the gate), renew;
-        return once deposed (``on_fatal`` was called) or cancelled."""
+        """Load as a standby (``prepare``; False: it failed, and said so), wait for the
+        lease, lead (``become_leader`` catches up and opens the gate), renew; return
+        once deposed (``on_fatal`` was called) or cancelled."""
         self._loop = asyncio.get_running_loop()
         self._on_fatal = on_fatal
         self.store.on_lost = self._lost_from_thread
+        if not await prepare():
+            return  # a standby that cannot load must not take the lease
         while True:
             began = time.monotonic()
             try:
@@ -104,7 +114,7 @@ class Leadership:
         self.store.fence = Fence(epoch, self.lease.owner)
         self.role = Role.LEADER
         self.leader_url = self.lease.advertise_url
-        log.warning("leader now (epoch %d); loading the store", epoch)
+        log.warning("leader now (epoch %d)", epoch)
         renewing = asyncio.create_task(self._renew())
         try:
             await become_leader()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pageholder.service.core.events import Revision
 from pageholder.service.core.model import BlockState, Hold, Holder, SetResult, SetStatus
@@ -117,6 +117,11 @@ def holder_op(holder: Holder) -> HolderOp:
         holder.lease_ttl_s,
         holder.on_expiry.value,
     )
+
+
+def stored_holder(row: Sequence[Any]) -> HolderOp:
+    """A holder row as a store reads it back (its columns in ``HolderOp``'s order)."""
+    return HolderOp(*row)
 
 
 def unholder_op(holder: Holder) -> UnholderOp:

@@ -100,6 +100,18 @@ class BlockStates:
             if state == BlockState.OFFLINE.value:
                 self._states[block] = BlockState.OFFLINE
 
+    def follow(self, block: int, stored: str | None) -> None:
+        """Take one block's stored state (None: no row, online), as ``recover`` would: a
+        standby following the leader's commits (``storage.changes``)."""
+        if stored == BlockState.OFFLINE.value:
+            self._states[block] = BlockState.OFFLINE
+        else:
+            self._states.pop(block, None)
+
+    def clear(self) -> None:
+        """Every block online (a registry emptied to be loaded again)."""
+        self._states.clear()
+
     def _set(self, block: int, state: BlockState) -> Op:
         """Change a block's state; returns the op that makes it durable."""
         if state is BlockState.ONLINE:

@@ -63,6 +63,7 @@ from pageholder.service.core.journal import (
     holder_op,
     set_ops,
     unhold_ops,
+    unholder_op,
 )
 from pageholder.service.core.layout import MemoryBlock, MemoryLayout
 from pageholder.service.core.leases import Leases, validate_lease_ttl
@@ -83,7 +84,7 @@ from pageholder.service.core.model import (
     SetResult,
     SetStatus,
 )
-from pageholder.service.core.radix import MAX_ORDER, Entry
+from pageholder.service.core.radix import MAX_ORDER, Entry, RadixTree
 from pageholder.service.core.rules import (
     HOLDER_NAME,
     MAX_TIMEOUT_S,
@@ -223,6 +224,22 @@ class Registry:
         if holder.token_hash:
             self._by_token_hash[holder.token_hash] = holder
 
+    def unenrol(self, holder: Holder) -> None:
+        """Forget ``holder`` (its holds must be gone): the inverse of ``enrol``."""
+        self._drop(holder)
+
+    def reset(self) -> None:
+        """Empty: no holder, no hold, every block online, no revision (to be loaded again
+        from a store, ``storage.recovery``). Nothing else may use the registry meanwhile."""
+        for zh in self.zones:
+            zh.tree = RadixTree()
+            zh.pages_of.clear()
+        for holder in list(self.holders.values()):
+            holder.holds = holder.held_pages = 0
+            self._drop(holder)
+        self.blocks.clear()
+        self.events.start_at(0)
+
     def _drop(self, holder: Holder) -> None:
         if self.holders.get(holder.name) is holder:
             del self.holders[holder.name]
@@ -333,8 +350,8 @@ class Registry:
                 for zh, hold in dropped:
                     self.restore(zh, hold)
 
-            updated = [holder_event(EventType.HOLDER_UPDATED, name)]
-            pending = self.submit([holder_op(holder)], undo, updated)
+            deleted = [holder_event(EventType.HOLDER_DELETED, name)]
+            pending = self.submit([unholder_op(holder)], undo, deleted)
         await self.durable(pending)
         return len(dropped)
 

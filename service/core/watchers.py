@@ -155,6 +155,16 @@ class EventLog:
     def start_at(self, revision: int) -> None:
         """Continue after ``revision`` (the last one a store holds); nothing is kept yet."""
         self.revision = self.published = self.evicted_through = revision
+        self._recent.clear()
+        self._weight = 0
+
+    def follow(self, revision: Revision) -> None:
+        """A revision another registry committed (a standby following the leader): it
+        must be the next one. Kept and offered like one of ours."""
+        if revision.rev != self.revision + 1:
+            raise ValueError(f"revision {revision.rev} does not follow {self.revision}")
+        self.revision = revision.rev
+        self.publish(revision)
 
     # -- the writing side ------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ SQLite store); ``executemany`` is pipelined, so a group of N holds is one round 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -135,10 +136,21 @@ SQL: dict[type[Op], tuple[str, ...]] = {
     UnblockOp: ("DELETE FROM block_states WHERE block = %s",),
 }
 
-#: the write transaction's first statement: still the leader, and the lease still runs
+#: where a commit says it committed (standbys LISTEN: ``follower.py``); the payload is
+#: the last revision it wrote (empty if none). NOTIFY is sent only if the commit lands.
+CHANNEL = "pageholder_revisions"
+#: the write transaction's first statement: still the leader, and the lease still runs;
+#: it queues the commit's notification too (one round trip for both)
 FENCE_SQL = (
-    "SELECT 1 FROM leader WHERE id = 1 AND epoch = %s AND owner = %s"
+    "SELECT pg_notify(%s, %s) FROM leader WHERE id = 1 AND epoch = %s AND owner = %s"
     " AND expires_at > clock_timestamp() FOR SHARE"
+)
+NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
+#: the first statement of a transaction whose reads must see one snapshot; an idle one
+#: is ended after a minute (not IDLE_TX_TIMEOUT_MS: the reader builds trees between reads)
+SNAPSHOT_SQL = (
+    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;"
+    " SET LOCAL idle_in_transaction_session_timeout = 60000"
 )
 
 
@@ -239,6 +251,20 @@ class PgStore(GroupCommit):
 
     # -- reading (at start, and by a registry taking over) ----------------------------
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """One REPEATABLE READ transaction around the reads inside: the holders, holds,
+        block states and revision they read are one snapshot, whatever the leader
+        commits meanwhile (a standby loading while it writes)."""
+        try:
+            if self._db.closed or self._db.broken:
+                self._db = connect(self.url)
+            with self._db.transaction():
+                self._db.execute(SNAPSHOT_SQL)
+                yield
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.description}: cannot read ({_first_line(exc)})") from None
+
     def holders(self) -> list[HolderRow]:
         """Every holder row, by name."""
         rows = self._read(f"SELECT {HOLDER_COLUMNS} FROM holders ORDER BY name", ())
@@ -311,12 +337,15 @@ class PgStore(GroupCommit):
         committing = False  # past the statements: a break now leaves the outcome unknown
         try:
             with db.transaction(), db.cursor() as cur:
+                last = str(revisions[-1].rev) if revisions else ""
                 if self.fence is not None:
-                    cur.execute(FENCE_SQL, (self.fence.epoch, self.fence.owner))
+                    cur.execute(FENCE_SQL, (CHANNEL, last, self.fence.epoch, self.fence.owner))
                     if cur.fetchone() is None:
                         raise Fenced(
                             f"this registry's leader lease (epoch {self.fence.epoch}) is gone"
                         )
+                elif revisions:
+                    cur.execute(NOTIFY_SQL, (CHANNEL, last))
                 for kind, run in groupby(ops, key=type):
                     rows = list(run)
                     for statement in SQL[kind]:

@@ -5,6 +5,7 @@ recovery makes at start, and the revisions ``GET /v1/events`` reads back."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from pageholder.service.core.events import Revision
@@ -21,6 +22,10 @@ class DurableStore(Journal, Protocol):
     retention: int
     compacted_through: int
     commits: int
+
+    def reading(self) -> AbstractContextManager[None]:
+        """The reads inside see one snapshot of the store (rows and revision agree)."""
+        ...
 
     def holders(self) -> list[HolderRow]: ...
 

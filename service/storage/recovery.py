@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pageholder.service.core.errors import PageHolderError
+from pageholder.service.core.journal import HolderOp, stored_holder
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import Holder, OnExpiry
 from pageholder.service.core.radix import MAX_ORDER
@@ -114,43 +115,50 @@ def recover(
     stored ``going_offline`` comes back ``online``.
     Cost: O(runs * height + holds / 64) on top of streaming the rows.
     """
-    for row in store.holders():
-        name, url, timeout_s, description, created, token_hash, secret, ttl_s, on_expiry = row
-        holder = Holder(
-            name,
-            release_url=url,
-            timeout_s=timeout_s,
-            description=description,
-            created=created,
-            token_hash=token_hash,
-            webhook_secret=secret,
-            on_expiry=OnExpiry(on_expiry),
-        )
-        registry.enrol(holder)
-        # Every lease restarts at now + ttl_s: the registry's downtime expires nobody.
-        registry.leases.restart(holder, ttl_s)
-    holders = registry.holders
-    last_stamp = 0
-    loaded = 0
-    for n, run in enumerate(store.hold_runs()):
-        if stop is not None and stop.is_set():
-            raise RecoveryStopped("recovery stopped before it finished")
-        owner = holders.get(run.holder)
-        if owner is None:
-            raise StoreError(f"stored hold at pfn {run.pfn} names no holder ({run.holder!r})")
-        _load_run(registry, run, owner)
-        loaded += run.nr_holds
-        if run.since_us > last_stamp:
-            last_stamp = run.since_us
-        if progress is not None and not n % 256:
-            progress(loaded)
-    registry.advance_stamp(last_stamp)
-    registry.blocks.recover(store.block_states())
-    registry.events.start_at(store.revision())  # revisions go on from the last stored
+    # One snapshot (``reading``): the rows and the revision they are at agree, even while
+    # another registry writes (a standby loading, ``storage.follower``).
+    with store.reading():
+        for row in store.holders():
+            holder = holder_from_row(stored_holder(row))
+            registry.enrol(holder)
+            # Every lease restarts at now + ttl_s: the registry's downtime expires nobody.
+            registry.leases.restart(holder, row[7])
+        holders = registry.holders
+        last_stamp = 0
+        loaded = 0
+        for n, run in enumerate(store.hold_runs()):
+            if stop is not None and stop.is_set():
+                raise RecoveryStopped("recovery stopped before it finished")
+            owner = holders.get(run.holder)
+            if owner is None:
+                raise StoreError(f"stored hold at pfn {run.pfn} names no holder ({run.holder!r})")
+            load_run(registry, run, owner)
+            loaded += run.nr_holds
+            if run.since_us > last_stamp:
+                last_stamp = run.since_us
+            if progress is not None and not n % 256:
+                progress(loaded)
+        registry.advance_stamp(last_stamp)
+        registry.blocks.recover(store.block_states())
+        registry.events.start_at(store.revision())  # revisions go on from the last stored
     return loaded
 
 
-def _load_run(registry: Registry, run: HoldRun, holder: Holder) -> None:
+def holder_from_row(row: HolderOp) -> Holder:
+    """A stored holder row as a ``Holder`` (no holds, no lease yet)."""
+    return Holder(
+        row.name,
+        release_url=row.release_url,
+        timeout_s=row.timeout_s,
+        description=row.description,
+        created=row.created,
+        token_hash=row.token_hash,
+        webhook_secret=row.webhook_secret,
+        on_expiry=OnExpiry(row.on_expiry),
+    )
+
+
+def load_run(registry: Registry, run: HoldRun, holder: Holder) -> None:
     """One run into its zone(s): a batch's range may go on across a zone boundary."""
     pfn, order, nr_holds, _, since = run
     end = pfn + (nr_holds << order)

@@ -29,6 +29,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from itertools import groupby
 from pathlib import Path
 from typing import TypeVar
@@ -203,6 +204,10 @@ class Store(GroupCommit):
             log.info("store %s migrated to schema version %d", self.path, target)
 
     # -- reading (at start, before the writer thread runs) ----------------------------
+
+    def reading(self) -> AbstractContextManager[None]:
+        """Nothing writes while a data dir is read at start (one process owns it)."""
+        return nullcontext()
 
     def holders(
         self,

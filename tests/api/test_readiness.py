@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from pageholder.service.api import app as app_module
 from pageholder.service.api import create_app
+from pageholder.service.api import loading as app_module
 from pageholder.service.settings import Settings
 from pageholder.service.storage.sqlite import DB_FILE, Store
 

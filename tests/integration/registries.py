@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -19,8 +19,11 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 NORMAL = 1 << 20
 
 
-def start_registry(workdir: Path, store: str, args: Sequence[str] = ()) -> Server:
-    """A registry on ``store``, once its /healthz answers (leader or standby)."""
+def start_registry(
+    workdir: Path, store: str, args: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> Server:
+    """A registry on ``store``, once its /healthz answers (leader or standby); ``env``:
+    settings given to it (PAGEHOLDER_...)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://{HOST}:{port}"
@@ -46,7 +49,7 @@ def start_registry(workdir: Path, store: str, args: Sequence[str] = ()) -> Serve
             stdout=stdout,
             stderr=stderr,
             stdin=subprocess.DEVNULL,
-            env=server_env(TOKEN),
+            env=server_env(TOKEN, env),
         )
     server = Server(process, command, port, out, err)
     try:
