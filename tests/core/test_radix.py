@@ -502,7 +502,9 @@ def test_value_errors(call: object) -> None:
         lambda root: setattr(root, "nr_pages", root.nr_pages + 1),
         lambda root: setattr(root, "nr_entries", 0),
         lambda root: setattr(root, "marks", (0b10, 0, 0)),  # a sibling marked
-        lambda root: root.slots.__setitem__(63, radix_module._SIBLINGS[0]),
+        lambda root: root.cells.__setitem__(63, -1),  # a stray sibling of slot 0
+        lambda root: root.cells.__setitem__(8, 7),  # a handle nothing was given
+        lambda root: root.cells.__setitem__(8, root.cells[0]),  # uses miscounted
     ],
 )
 def test_check_catches_corruption(corrupt: object) -> None:
@@ -515,7 +517,7 @@ def test_check_catches_corruption(corrupt: object) -> None:
 
 def test_check_catches_a_stale_leaf_shortcut() -> None:
     tree = build((0, 0))
-    tree._leaves[99] = Node(0)
+    tree._leaves[99] = Node(0, tree._values)
     with pytest.raises(AssertionError):
         tree._check()
 

@@ -68,10 +68,13 @@ def nodes(tree: RadixTree) -> Iterator[tuple[object, ...]]:
     while stack:
         node, base = stack.pop()
         values = []
-        for off, slot in enumerate(node.slots):
+        slots: list[object] = list(node.slots)
+        if not node.shift:  # a leaf's cells: 0 empty, a handle, or -(offset + 1): a sibling
+            slots = [None if h == 0 else "Sibling" if h < 0 else node.values[h] for h in node.cells]
+        for off, slot in enumerate(slots):
             if type(slot) is Node:
                 stack.append((slot, base + (off << node.shift)))
-            values.append(getattr(slot, "name", type(slot).__name__))
+            values.append(slot if slot == "Sibling" else getattr(slot, "name", type(slot).__name__))
         stamps = None if node.stamps is None else (node.stamp_shift, node.stamps.tobytes())
         yield (node.shift, base, node.bitmap, node.siblings, node.marks, node.nr_entries,
                node.nr_pages, stamps, tuple(values))  # fmt: skip
