@@ -39,13 +39,15 @@ stamp
     generation) without a Python object per hold.
 cell, handle
     A leaf (a shift-0 node, where every entry of order < 6 lives) keeps its slots
-    as ``cells``, an ``array('q')`` of ints, not a list: 0 is empty, a *handle*
-    ``h > 0`` is the value ``values[h]`` (the tree's table of the distinct values
-    it holds, each counted by the entries that use it), and ``-(off + 1)`` is a
-    sibling of the entry at ``off``. The garbage collector does not look inside an
-    array, so a full collection (which stops the program while it walks every
-    reference of every tracked object) walks a leaf in O(1), not 64 slots: 10^6
-    holds cost it a few ms, not tens (``tests/core/test_collector.py``).
+    and stamps in one ``array('q')`` of ``2 * CHUNK_SIZE`` ints, its ``cells``, not
+    in a list: cell ``i`` is 0 (empty), a *handle* ``h > 0`` for the value
+    ``values[h]`` (the tree's table of the distinct values it holds, each counted
+    by the entries that use it), or ``-(off + 1)``, a sibling of the entry at
+    ``off``; cell ``CHUNK_SIZE + off`` is the stamp of the entry at ``off``. The
+    garbage collector does not look inside an array, so a full collection (which
+    stops the program while it walks every reference of every tracked object)
+    walks a leaf as two objects and a dozen references, not three objects and 64
+    slots more (``tests/core/test_collector.py``).
 
 Every node also keeps the number of entries and of pages below it, so counting
 the pages held in an aligned range costs O(height), not O(entries).
@@ -138,16 +140,17 @@ _SIBLINGS = tuple(Sibling(i) for i in range(CHUNK_SIZE))
 # empty, never written to.
 _NO_SLOTS: list[object] = []
 _NO_CELLS = array("q")
-_ZERO_CELLS = array("q", bytes(8 * CHUNK_SIZE))
+_ZERO_CELLS = array("q", bytes(16 * CHUNK_SIZE))
 
 
 class Node:
     """One tree node: ``CHUNK_SIZE`` slots covering ``CHUNK_SIZE << shift`` indices.
 
-    A leaf (shift 0) keeps them as ``cells`` (see *cell* above; its ``slots`` is the
-    shared empty ``_NO_SLOTS``), resolving handles through ``values``, the tree's
-    table; any other node keeps them in the list ``slots`` (its ``cells`` is the
-    shared empty ``_NO_CELLS`` and its ``values`` is ``_NO_SLOTS``).
+    A leaf (shift 0) keeps them and its stamps as ``cells`` (see *cell* above; its
+    ``slots`` is the shared empty ``_NO_SLOTS``, its ``stamps`` None), resolving
+    handles through ``values``, the tree's table; any other node keeps them in the
+    list ``slots`` (its ``cells`` is the shared empty ``_NO_CELLS`` and its
+    ``values`` is ``_NO_SLOTS``).
     ``bitmap`` has bit ``i`` set when slot ``i`` is not empty, ``siblings`` when it
     holds a sibling. ``marks`` holds one bitmap per mark (the shared
     ``(0, 0, 0)`` when none is set). ``nr_entries`` and ``nr_pages`` count all
@@ -221,15 +224,16 @@ def _span_shift(siblings: int, off: int) -> int:
 def _entry_at(node: Node, base: int, off: int) -> Entry:
     """The entry whose canonical slot is ``off`` in ``node`` (which starts at ``base``)."""
     shift = node.shift
-    stamps = node.stamps
+    if shift:
+        stamps = node.stamps
+        value = node.slots[off]
+        stamp = 0 if stamps is None else stamps[off >> node.stamp_shift]
+    else:
+        cells = node.cells
+        value = node.values[cells[off]]
+        stamp = cells[CHUNK_SIZE + off]
     return _new_entry(
-        Entry,
-        (
-            base + (off << shift),
-            shift + _span_shift(node.siblings, off),
-            node.slots[off] if shift else node.values[node.cells[off]],
-            0 if stamps is None else stamps[off >> node.stamp_shift],
-        ),
+        Entry, (base + (off << shift), shift + _span_shift(node.siblings, off), value, stamp)
     )
 
 
@@ -277,6 +281,9 @@ _ZERO_STAMPS = tuple(array("q", bytes(8 * (CHUNK_SIZE >> g))) for g in range(CHU
 
 def _set_stamp(node: Node, off: int, stamp: int) -> None:
     """Record ``stamp`` for the entry at canonical ``off`` (allocating the array lazily)."""
+    if not node.shift:
+        node.cells[CHUNK_SIZE + off] = stamp
+        return
     stamps = node.stamps
     if stamps is None:
         if not stamp:
@@ -429,15 +436,12 @@ class RadixTree:
         if leaf is not None:
             # A leaf exists for this chunk, so no entry of order >= 6 covers it.
             off = index & CHUNK_MASK
-            handle = leaf.cells[off]
+            cells = leaf.cells
+            handle = cells[off]
             if not handle:
                 return None
             if not leaf.siblings:
-                stamps = leaf.stamps
-                return _new_entry(
-                    Entry,
-                    (index, 0, leaf.values[handle], 0 if stamps is None else stamps[off]),
-                )
+                return _new_entry(Entry, (index, 0, leaf.values[handle], cells[CHUNK_SIZE + off]))
             if handle < 0:
                 off = -handle - 1
             return _entry_at(leaf, index & ~CHUNK_MASK, off)
@@ -680,13 +684,9 @@ class RadixTree:
             node.cells[first : first + count] = array("q", (self._intern(value, count),)) * count
             bitmap = node.bitmap | window
             node.bitmap = _FULL if bitmap == _FULL else bitmap
-            if stamp or node.stamps is not None:
-                if node.stamps is None:
-                    node.stamps = _zero_stamps(0)
-                    node.stamp_shift = 0
-                elif node.stamp_shift:
-                    _refine_stamps(node, 0)
-                node.stamps[first : first + count] = array("q", (stamp,)) * count
+            if stamp:  # else the stamps of empty cells are 0 already
+                at = CHUNK_SIZE + first
+                node.cells[at : at + count] = array("q", (stamp,)) * count
             for mark in marks:
                 node.marks = _with_mark(node.marks, mark, node.marks[mark] | window)
             return
@@ -876,6 +876,7 @@ class RadixTree:
             cells = node.cells
             self._release(cells[off])
             cells[off : off + slots_taken] = _ZERO_CELLS[:slots_taken]
+            cells[CHUNK_SIZE + off] = 0
         node.bitmap &= ~window
         node.siblings &= ~window
         if node.stamps is not None:
@@ -1054,7 +1055,6 @@ class RadixTree:
                 # any, is resumed below).
                 cells = node.cells
                 values = node.values
-                stamps = node.stamps
                 if first and siblings >> first & 1:
                     # start falls inside an entry whose canonical slot is before it.
                     off = -cells[first] - 1
@@ -1068,13 +1068,12 @@ class RadixTree:
                         range(base + first, base + hi),
                         repeat(0),
                         map(values.__getitem__, chunk),
-                        repeat(0) if stamps is None else stamps[first:hi],
+                        cells[CHUNK_SIZE + first : CHUNK_SIZE + hi],
                     )
                     if pending >> first != (1 << (hi - first)) - 1:
                         rows = compress(rows, chunk)  # handle 0: an empty cell
                     yield from map(_new_entry, repeat(Entry), rows)
                     pending = 0
-                stamp_shift = node.stamp_shift
                 while pending:
                     low = pending & -pending
                     pending ^= low
@@ -1090,7 +1089,7 @@ class RadixTree:
                             base + off,
                             order,
                             values[cells[off]],
-                            0 if stamps is None else stamps[off >> stamp_shift],
+                            cells[CHUNK_SIZE + off],
                         ),
                     )
             elif first and siblings >> first & 1:
@@ -1254,12 +1253,18 @@ class RadixTree:
             # The cells as the slots they stand for, then checked like any node's.
             cells = node.cells
             assert isinstance(cells, array) and cells.typecode == "q"
-            assert len(cells) == CHUNK_SIZE and node.slots is _NO_SLOTS
+            assert len(cells) == 2 * CHUNK_SIZE and node.slots is _NO_SLOTS
+            assert node.stamps is None, "a leaf's stamps are in its cells"
+            canonical = node.bitmap & ~node.siblings
+            for i in range(CHUNK_SIZE):
+                if cells[CHUNK_SIZE + i]:
+                    assert canonical >> i & 1, "stamp without an entry"
             assert node.values is self._values, "a leaf with another tree's values"
-            assert all(-CHUNK_SIZE <= h < len(self._values) for h in cells), "a bad cell"
-            assert all(h <= 0 or self._uses[h] for h in cells), "a cell with a free handle"
+            handles = cells[:CHUNK_SIZE]
+            assert all(-CHUNK_SIZE <= h < len(self._values) for h in handles), "a bad cell"
+            assert all(h <= 0 or self._uses[h] for h in handles), "a cell with a free handle"
             slots = [
-                None if not h else _SIBLINGS[-h - 1] if h < 0 else self._values[h] for h in cells
+                None if not h else _SIBLINGS[-h - 1] if h < 0 else self._values[h] for h in handles
             ]
         assert len(slots) == CHUNK_SIZE
         assert base % (CHUNK_SIZE << shift) == 0

@@ -366,13 +366,15 @@ def test_count_pages_of_an_aligned_block_uses_node_counts(
 # -- stamps ----------------------------------------------------------------------------
 
 
-def test_stamps_are_allocated_only_when_needed() -> None:
+def test_a_leaf_keeps_its_stamps_in_its_cells() -> None:
     tree = build((0, 0), (1, 0))
     leaf = tree._leaves[0]
-    assert leaf.stamps is None
     tree.insert(2, "x", stamp=-7)
-    assert leaf.stamps is not None and len(leaf.stamps) == CHUNK_SIZE
+    assert leaf.stamps is None and leaf.cells[CHUNK_SIZE + 2] == -7
     assert tree.load(2) == Entry(2, 0, "x", -7) and tree.load(1) == Entry(1, 0, "1/0", 0)
+    tree.erase(2)
+    assert leaf.cells[CHUNK_SIZE + 2] == 0
+    tree._check()
 
 
 def test_stamps_of_multi_slot_entries_are_compact_until_a_smaller_one_arrives() -> None:
