@@ -152,10 +152,12 @@ def set_batch_events(
     it took pages from), each only if it has holds."""
     events = []
     if created:
-        events.append(EventBody(EventType.HOLD_CREATED, holder, created))
+        events.append(EventBody(EventType.HOLD_CREATED, holder, tuple(created)))
     if overwritten:
         events.append(
-            EventBody(EventType.HOLD_OVERWRITTEN, holder, overwritten, previous=tuple(previous))
+            EventBody(
+                EventType.HOLD_OVERWRITTEN, holder, tuple(overwritten), previous=tuple(previous)
+            )
         )
     return events
 

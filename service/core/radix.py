@@ -37,6 +37,17 @@ stamp
     ``array('q')`` allocated only when a non-zero stamp arrives in that node. A
     registry uses it for a per-hold number (a start time, doubling as a
     generation) without a Python object per hold.
+cell, handle
+    A leaf (a shift-0 node, where every entry of order < 6 lives) keeps its slots
+    and stamps in one ``array('q')`` of ``2 * CHUNK_SIZE`` ints, its ``cells``, not
+    in a list: cell ``i`` is 0 (empty), a *handle* ``h > 0`` for the value
+    ``values[h]`` (the tree's table of the distinct values it holds, each counted
+    by the entries that use it), or ``-(off + 1)``, a sibling of the entry at
+    ``off``; cell ``CHUNK_SIZE + off`` is the stamp of the entry at ``off``. The
+    garbage collector does not look inside an array, so a full collection (which
+    stops the program while it walks every reference of every tracked object)
+    walks a leaf as two objects and a dozen references, not three objects and 64
+    slots more (``tests/core/test_collector.py``).
 
 Every node also keeps the number of entries and of pages below it, so counting
 the pages held in an aligned range costs O(height), not O(entries).
@@ -56,7 +67,6 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from itertools import compress, repeat
-from operator import is_not
 from typing import NamedTuple, NoReturn
 
 __all__ = [
@@ -126,13 +136,23 @@ class Sibling:
 
 
 _SIBLINGS = tuple(Sibling(i) for i in range(CHUNK_SIZE))
+# What a leaf has for ``slots``, and an inner node for ``cells`` and ``values``: shared,
+# empty, never written to.
+_NO_SLOTS: list[object] = []
+_NO_CELLS = array("q")
+_ZERO_CELLS = array("q", bytes(16 * CHUNK_SIZE))
 
 
 class Node:
     """One tree node: ``CHUNK_SIZE`` slots covering ``CHUNK_SIZE << shift`` indices.
 
+    A leaf (shift 0) keeps them and its stamps as ``cells`` (see *cell* above; its
+    ``slots`` is the shared empty ``_NO_SLOTS``, its ``stamps`` None), resolving
+    handles through ``values``, the tree's table; any other node keeps them in the
+    list ``slots`` (its ``cells`` is the shared empty ``_NO_CELLS`` and its
+    ``values`` is ``_NO_SLOTS``).
     ``bitmap`` has bit ``i`` set when slot ``i`` is not empty, ``siblings`` when it
-    holds a ``Sibling``. ``marks`` holds one bitmap per mark (the shared
+    holds a sibling. ``marks`` holds one bitmap per mark (the shared
     ``(0, 0, 0)`` when none is set). ``nr_entries`` and ``nr_pages`` count all
     entries below. ``stamps`` is ``None`` or an ``array('q')`` of
     ``CHUNK_SIZE >> stamp_shift`` stamps; an entry at canonical offset ``off``
@@ -152,6 +172,8 @@ class Node:
         "nr_pages",
         "stamps",
         "stamp_shift",
+        "cells",
+        "values",
     )
 
     shift: int
@@ -163,10 +185,21 @@ class Node:
     nr_pages: int
     stamps: array[int] | None
     stamp_shift: int
+    cells: array[int]
+    values: list[object]
 
-    def __init__(self, shift: int) -> None:
+    def __init__(self, shift: int, values: list[object] | None = None) -> None:
+        """A node at ``shift``; a leaf (shift 0) needs its tree's ``values`` table."""
         self.shift = shift
-        self.slots = [None] * CHUNK_SIZE
+        if shift:
+            self.slots = [None] * CHUNK_SIZE
+            self.cells = _NO_CELLS
+            self.values = _NO_SLOTS
+        else:
+            assert values is not None
+            self.slots = _NO_SLOTS
+            self.cells = _ZERO_CELLS[:]
+            self.values = values
         self.bitmap = 0
         self.siblings = 0
         self.marks = _NO_MARKS
@@ -191,15 +224,16 @@ def _span_shift(siblings: int, off: int) -> int:
 def _entry_at(node: Node, base: int, off: int) -> Entry:
     """The entry whose canonical slot is ``off`` in ``node`` (which starts at ``base``)."""
     shift = node.shift
-    stamps = node.stamps
+    if shift:
+        stamps = node.stamps
+        value = node.slots[off]
+        stamp = 0 if stamps is None else stamps[off >> node.stamp_shift]
+    else:
+        cells = node.cells
+        value = node.values[cells[off]]
+        stamp = cells[CHUNK_SIZE + off]
     return _new_entry(
-        Entry,
-        (
-            base + (off << shift),
-            shift + _span_shift(node.siblings, off),
-            node.slots[off],
-            0 if stamps is None else stamps[off >> node.stamp_shift],
-        ),
+        Entry, (base + (off << shift), shift + _span_shift(node.siblings, off), value, stamp)
     )
 
 
@@ -225,11 +259,12 @@ def _min_span_shift(node: Node) -> int:
     canonical = node.bitmap & ~siblings
     smallest = CHUNK_SHIFT
     slots = node.slots
+    leaf = not node.shift
     while canonical:
         low = canonical & -canonical
         canonical ^= low
         off = low.bit_length() - 1
-        if type(slots[off]) is not Node:
+        if leaf or type(slots[off]) is not Node:
             span = _span_shift(siblings, off)
             if span < smallest:
                 smallest = span
@@ -246,6 +281,9 @@ _ZERO_STAMPS = tuple(array("q", bytes(8 * (CHUNK_SIZE >> g))) for g in range(CHU
 
 def _set_stamp(node: Node, off: int, stamp: int) -> None:
     """Record ``stamp`` for the entry at canonical ``off`` (allocating the array lazily)."""
+    if not node.shift:
+        node.cells[CHUNK_SIZE + off] = stamp
+        return
     stamps = node.stamps
     if stamps is None:
         if not stamp:
@@ -323,13 +361,47 @@ class RadixTree:
     (2, 513)
     """
 
-    __slots__ = ("_root", "_leaves")
+    __slots__ = ("_root", "_leaves", "_values", "_uses", "_handles", "_free")
 
     def __init__(self) -> None:
         self._root: Node | None = None
         # Shortcut for load: index >> CHUNK_SHIFT -> the leaf (shift-0 node)
         # covering it, kept in step with every leaf created or freed.
         self._leaves: dict[int, Node] = {}
+        # The values leaves hold, by handle (0: none), and how many leaf entries
+        # use each; id(value) -> handle; handles free for reuse.
+        self._values: list[object] = [None]
+        self._uses: list[int] = [0]
+        self._handles: dict[int, int] = {}
+        self._free: list[int] = []
+
+    def _node(self, shift: int) -> Node:
+        """A new empty node at ``shift`` (a leaf shares the tree's value table)."""
+        return Node(shift, self._values)
+
+    def _intern(self, value: object, uses: int = 1) -> int:
+        """The handle of ``value`` in leaves, counted ``uses`` more times. Cost: O(1)."""
+        handle = self._handles.get(id(value))
+        if handle is None:
+            if self._free:
+                handle = self._free.pop()
+                self._values[handle] = value
+            else:
+                handle = len(self._values)
+                self._values.append(value)
+                self._uses.append(0)
+            self._handles[id(value)] = handle
+        self._uses[handle] += uses
+        return handle
+
+    def _release(self, handle: int) -> None:
+        """One leaf entry less uses ``handle``; the last one frees it. Cost: O(1)."""
+        uses = self._uses[handle] - 1
+        self._uses[handle] = uses
+        if not uses:
+            del self._handles[id(self._values[handle])]
+            self._values[handle] = None
+            self._free.append(handle)
 
     def __len__(self) -> int:
         """Number of entries. Runtime complexity: O(1)."""
@@ -364,14 +436,14 @@ class RadixTree:
         if leaf is not None:
             # A leaf exists for this chunk, so no entry of order >= 6 covers it.
             off = index & CHUNK_MASK
-            value = leaf.slots[off]
-            if value is None:
+            cells = leaf.cells
+            handle = cells[off]
+            if not handle:
                 return None
             if not leaf.siblings:
-                stamps = leaf.stamps
-                return _new_entry(Entry, (index, 0, value, 0 if stamps is None else stamps[off]))
-            if type(value) is Sibling:
-                off = value.offset
+                return _new_entry(Entry, (index, 0, leaf.values[handle], cells[CHUNK_SIZE + off]))
+            if handle < 0:
+                off = -handle - 1
             return _entry_at(leaf, index & ~CHUNK_MASK, off)
         return self._descend_load(index)
 
@@ -389,12 +461,13 @@ class RadixTree:
         """
         leaf = self._leaves.get(index >> CHUNK_SHIFT)
         if leaf is not None:
-            value = leaf.slots[index & CHUNK_MASK]
-            if value is None:
+            cells = leaf.cells
+            handle = cells[index & CHUNK_MASK]
+            if not handle:
                 return default
-            if type(value) is Sibling:
-                return leaf.slots[value.offset]
-            return value
+            if handle < 0:
+                handle = cells[-handle - 1]
+            return leaf.values[handle]
         entry = self._descend_load(index)
         return default if entry is None else entry.value
 
@@ -406,6 +479,8 @@ class RadixTree:
             return None
         while True:
             shift = node.shift
+            # A leaf would be in _leaves: this path ends above the leaves.
+            assert shift, "a leaf missing from the leaf shortcut"
             off = (index >> shift) & CHUNK_MASK
             slot = node.slots[off]
             if slot is None:
@@ -428,6 +503,11 @@ class RadixTree:
         path: list[tuple[Node, int]] = []
         while True:
             off = (index >> node.shift) & CHUNK_MASK
+            if not node.shift:
+                handle = node.cells[off]
+                if not handle:
+                    return None
+                return path, node, -handle - 1 if handle < 0 else off
             slot = node.slots[off]
             if slot is None:
                 return None
@@ -485,7 +565,7 @@ class RadixTree:
             off = (index >> shift) & CHUNK_MASK
             slot = node.slots[off]
             if slot is None:
-                slot = Node(shift - CHUNK_SHIFT)
+                slot = self._node(shift - CHUNK_SHIFT)
                 node.slots[off] = slot
                 node.bitmap |= 1 << off
                 if not slot.shift:
@@ -506,23 +586,37 @@ class RadixTree:
         if taken:
             low = taken & -taken
             first = low.bit_length() - 1
-            slot = node.slots[first]
             span = entry_shift + CHUNK_SHIFT
             base = index >> span << span
-            if type(slot) is Node:
-                conflict = self._first_entry(slot, base + (first << entry_shift))
-            else:
-                if type(slot) is Sibling:
-                    first = slot.offset
+            if not entry_shift:
+                handle = node.cells[first]
+                if handle < 0:
+                    first = -handle - 1
                 conflict = _entry_at(node, base, first)
+            else:
+                slot = node.slots[first]
+                if type(slot) is Node:
+                    conflict = self._first_entry(slot, base + (first << entry_shift))
+                else:
+                    if type(slot) is Sibling:
+                        first = slot.offset
+                    conflict = _entry_at(node, base, first)
             self._fail(index, node, pages, conflict)
-        slots = node.slots
-        slots[off] = value
-        if span_shift:
-            sibling = _SIBLINGS[off]
-            for i in range(off + 1, off + (1 << span_shift)):
-                slots[i] = sibling
-            node.siblings |= window ^ (1 << off)
+        if not entry_shift:
+            cells = node.cells
+            cells[off] = self._intern(value)
+            if span_shift:
+                for i in range(off + 1, off + (1 << span_shift)):
+                    cells[i] = -off - 1
+                node.siblings |= window ^ (1 << off)
+        else:
+            slots = node.slots
+            slots[off] = value
+            if span_shift:
+                sibling = _SIBLINGS[off]
+                for i in range(off + 1, off + (1 << span_shift)):
+                    slots[i] = sibling
+                node.siblings |= window ^ (1 << off)
         bitmap = node.bitmap | window
         # A full node shares one int for its bitmap (saves 36 bytes a node).
         node.bitmap = _FULL if bitmap == _FULL else bitmap
@@ -587,16 +681,12 @@ class RadixTree:
         if not shift:
             first = start - base
             window = ((1 << count) - 1) << first
-            node.slots[first : first + count] = [value] * count
+            node.cells[first : first + count] = array("q", (self._intern(value, count),)) * count
             bitmap = node.bitmap | window
             node.bitmap = _FULL if bitmap == _FULL else bitmap
-            if stamp or node.stamps is not None:
-                if node.stamps is None:
-                    node.stamps = _zero_stamps(0)
-                    node.stamp_shift = 0
-                elif node.stamp_shift:
-                    _refine_stamps(node, 0)
-                node.stamps[first : first + count] = array("q", (stamp,)) * count
+            if stamp:  # else the stamps of empty cells are 0 already
+                at = CHUNK_SIZE + first
+                node.cells[at : at + count] = array("q", (stamp,)) * count
             for mark in marks:
                 node.marks = _with_mark(node.marks, mark, node.marks[mark] | window)
             return
@@ -607,7 +697,7 @@ class RadixTree:
             child_base = base + (off << shift)
             child = slots[off]
             if child is None:
-                child = slots[off] = Node(child_shift)
+                child = slots[off] = self._node(child_shift)
                 bitmap = node.bitmap | 1 << off
                 node.bitmap = _FULL if bitmap == _FULL else bitmap
                 if not child_shift:
@@ -638,6 +728,8 @@ class RadixTree:
             canonical = node.bitmap & ~node.siblings
             low = canonical & -canonical
             off = low.bit_length() - 1
+            if not node.shift:
+                return _entry_at(node, base, off)
             slot = node.slots[off]
             if type(slot) is Node:
                 base += off << node.shift
@@ -652,7 +744,7 @@ class RadixTree:
             shift = entry_shift
             while index >> (shift + CHUNK_SHIFT):
                 shift += CHUNK_SHIFT
-            root = self._root = Node(shift)
+            root = self._root = self._node(shift)
             if not shift:
                 self._leaves[0] = root
             return
@@ -676,6 +768,8 @@ class RadixTree:
                 if not root.shift:
                     del self._leaves[0]
                 root = None
+                break
+            if not root.shift:
                 break
             child = root.slots[0]
             if root.bitmap != 1 or type(child) is not Node:
@@ -742,7 +836,13 @@ class RadixTree:
         shift = node.shift
         previous = _entry_at(node, index & ~((CHUNK_SIZE << shift) - 1), off)
         if previous.value is old:
-            node.slots[off] = new
+            if shift:
+                node.slots[off] = new
+            else:
+                cells = node.cells
+                handle = cells[off]
+                cells[off] = self._intern(new)
+                self._release(handle)
             if stamp is not None:
                 _set_stamp(node, off, stamp)
         return previous
@@ -768,9 +868,15 @@ class RadixTree:
         entry = _entry_at(node, _path_base(path), off)
         slots_taken = 1 << (entry.order - shift)
         window = ((1 << slots_taken) - 1) << off
-        slots = node.slots
-        for i in range(off, off + slots_taken):
-            slots[i] = None
+        if shift:
+            slots = node.slots
+            for i in range(off, off + slots_taken):
+                slots[i] = None
+        else:
+            cells = node.cells
+            self._release(cells[off])
+            cells[off : off + slots_taken] = _ZERO_CELLS[:slots_taken]
+            cells[CHUNK_SIZE + off] = 0
         node.bitmap &= ~window
         node.siblings &= ~window
         if node.stamps is not None:
@@ -825,11 +931,11 @@ class RadixTree:
             # Fast path: this leaf already carries the mark, so every ancestor does too;
             # only the entry's own bit changes.
             off = index & CHUNK_MASK
-            slot = leaf.slots[off]
-            if slot is None:
+            handle = leaf.cells[off]
+            if not handle:
                 raise KeyError(index)
-            if type(slot) is Sibling:
-                off = slot.offset
+            if handle < 0:
+                off = -handle - 1
             leaf.marks = _with_mark(leaf.marks, mark, leaf.marks[mark] | 1 << off)
             return
         path, node, off = self._found(index)
@@ -944,27 +1050,54 @@ class RadixTree:
                 if last > CHUNK_MASK:
                     last = CHUNK_MASK
                 pending = (pending >> first << first) & ((2 << last) - 1)
-            if first and siblings >> first & 1:
+            if not shift:
+                # A leaf: every entry it yields comes from here (then its parent, if
+                # any, is resumed below).
+                cells = node.cells
+                values = node.values
+                if first and siblings >> first & 1:
+                    # start falls inside an entry whose canonical slot is before it.
+                    off = -cells[first] - 1
+                    if mark < 0 or node.marks[mark] >> off & 1:
+                        yield _entry_at(node, base, off)
+                if not siblings and mark < 0 and pending.bit_count() >= _PIPELINE_MIN:
+                    # Order-0 entries only: build them in C.
+                    hi = last + 1
+                    chunk = cells[first:hi]
+                    rows: Iterator[tuple[int, int, object, int]] = zip(
+                        range(base + first, base + hi),
+                        repeat(0),
+                        map(values.__getitem__, chunk),
+                        cells[CHUNK_SIZE + first : CHUNK_SIZE + hi],
+                    )
+                    if pending >> first != (1 << (hi - first)) - 1:
+                        rows = compress(rows, chunk)  # handle 0: an empty cell
+                    yield from map(_new_entry, repeat(Entry), rows)
+                    pending = 0
+                while pending:
+                    low = pending & -pending
+                    pending ^= low
+                    off = low.bit_length() - 1
+                    if siblings:
+                        run = siblings >> (off + 1)
+                        order = ((~run & (run + 1)).bit_length() - 1).bit_length()
+                    else:
+                        order = 0
+                    yield _new_entry(
+                        Entry,
+                        (
+                            base + off,
+                            order,
+                            values[cells[off]],
+                            cells[CHUNK_SIZE + off],
+                        ),
+                    )
+            elif first and siblings >> first & 1:
                 # start falls inside an entry whose canonical slot is before it.
                 slot = slots[first]
                 assert type(slot) is Sibling
                 if mark < 0 or node.marks[mark] >> slot.offset & 1:
                     yield _entry_at(node, base, slot.offset)
-            if not shift and not siblings and mark < 0 and pending.bit_count() >= _PIPELINE_MIN:
-                # A leaf of order-0 entries: build its entries in C.
-                hi = last + 1
-                chunk = slots[first:hi]
-                stamps = node.stamps
-                rows: Iterator[tuple[int, int, object, int]] = zip(
-                    range(base + first, base + hi),
-                    repeat(0),
-                    chunk,
-                    repeat(0) if stamps is None else stamps[first:hi],
-                )
-                if pending >> first != (1 << (hi - first)) - 1:
-                    rows = compress(rows, map(is_not, chunk, repeat(None)))
-                yield from map(_new_entry, repeat(Entry), rows)
-                pending = 0
             stamps = node.stamps
             while True:
                 if pending:
@@ -1051,15 +1184,18 @@ class RadixTree:
         pending = (node.bitmap & ~siblings) >> first << first & ((2 << last) - 1)
         total = 0
         if first and siblings >> first & 1:
-            slot = slots[first]
-            assert type(slot) is Sibling
-            pending |= 1 << slot.offset
+            if shift:
+                slot = slots[first]
+                assert type(slot) is Sibling
+                pending |= 1 << slot.offset
+            else:
+                pending |= 1 << (-node.cells[first] - 1)
         size = 1 << shift
         while pending:
             low = pending & -pending
             pending ^= low
             off = low.bit_length() - 1
-            slot = slots[off]
+            slot = slots[off] if shift else None  # a leaf has entries only
             head = base + (off << shift)
             if type(slot) is Node:
                 if start <= head and head + size <= end:
@@ -1084,14 +1220,52 @@ class RadixTree:
             return
         assert root.shift % CHUNK_SHIFT == 0 and root.shift >= 0
         assert root.bitmap, "empty root"
-        assert not (root.bitmap == 1 and type(root.slots[0]) is Node), "root can shrink"
+        assert not (root.shift and root.bitmap == 1 and type(root.slots[0]) is Node), (
+            "root can shrink"
+        )
         self._check_node(root, 0, leaves)
         assert leaves == self._leaves, "leaf shortcut out of step with the leaves"
         assert all(self._leaves[k] is leaves[k] for k in leaves)
+        self._check_handles(leaves.values())
+
+    def _check_handles(self, leaves: Iterable[Node]) -> None:
+        """Every handle in a leaf is counted once per entry; free handles hold nothing."""
+        values = self._values
+        uses = [0] * len(values)
+        for leaf in leaves:
+            canonical = leaf.bitmap & ~leaf.siblings
+            for off in range(CHUNK_SIZE):
+                if canonical >> off & 1:
+                    uses[leaf.cells[off]] += 1
+        assert uses == self._uses, "handle use counts wrong"
+        assert len(self._uses) == len(values) and values[0] is None
+        live = {h for h in range(1, len(values)) if uses[h]}
+        assert live.isdisjoint(self._free) and len(live) + len(self._free) == len(values) - 1
+        assert all(values[h] is None for h in self._free), "a freed handle keeps its value"
+        assert self._handles == {id(values[h]): h for h in live}, "handle index wrong"
 
     def _check_node(self, node: Node, base: int, leaves: dict[int, Node]) -> tuple[int, int]:
         shift = node.shift
-        slots = node.slots
+        if shift:
+            slots = node.slots
+            assert node.cells is _NO_CELLS and node.values is _NO_SLOTS
+        else:
+            # The cells as the slots they stand for, then checked like any node's.
+            cells = node.cells
+            assert isinstance(cells, array) and cells.typecode == "q"
+            assert len(cells) == 2 * CHUNK_SIZE and node.slots is _NO_SLOTS
+            assert node.stamps is None, "a leaf's stamps are in its cells"
+            canonical = node.bitmap & ~node.siblings
+            for i in range(CHUNK_SIZE):
+                if cells[CHUNK_SIZE + i]:
+                    assert canonical >> i & 1, "stamp without an entry"
+            assert node.values is self._values, "a leaf with another tree's values"
+            handles = cells[:CHUNK_SIZE]
+            assert all(-CHUNK_SIZE <= h < len(self._values) for h in handles), "a bad cell"
+            assert all(h <= 0 or self._uses[h] for h in handles), "a cell with a free handle"
+            slots = [
+                None if not h else _SIBLINGS[-h - 1] if h < 0 else self._values[h] for h in handles
+            ]
         assert len(slots) == CHUNK_SIZE
         assert base % (CHUNK_SIZE << shift) == 0
         assert isinstance(node.marks, tuple) and len(node.marks) == MARK_COUNT

@@ -800,13 +800,13 @@ def set_events(result: SetResult) -> list[EventBody]:
         return []
     hold = result.hold
     if result.status is SetStatus.CREATED:
-        return [EventBody(EventType.HOLD_CREATED, hold.holder.name, [(hold.pfn, hold.order)])]
+        return [EventBody(EventType.HOLD_CREATED, hold.holder.name, ((hold.pfn, hold.order),))]
     previous = tuple(dict.fromkeys(h.holder.name for h in result.previous))
     return [
         EventBody(
             EventType.HOLD_OVERWRITTEN,
             hold.holder.name,
-            [(hold.pfn, hold.order)],
+            ((hold.pfn, hold.order),),
             previous=previous,
         )
     ]

@@ -366,13 +366,15 @@ def test_count_pages_of_an_aligned_block_uses_node_counts(
 # -- stamps ----------------------------------------------------------------------------
 
 
-def test_stamps_are_allocated_only_when_needed() -> None:
+def test_a_leaf_keeps_its_stamps_in_its_cells() -> None:
     tree = build((0, 0), (1, 0))
     leaf = tree._leaves[0]
-    assert leaf.stamps is None
     tree.insert(2, "x", stamp=-7)
-    assert leaf.stamps is not None and len(leaf.stamps) == CHUNK_SIZE
+    assert leaf.stamps is None and leaf.cells[CHUNK_SIZE + 2] == -7
     assert tree.load(2) == Entry(2, 0, "x", -7) and tree.load(1) == Entry(1, 0, "1/0", 0)
+    tree.erase(2)
+    assert leaf.cells[CHUNK_SIZE + 2] == 0
+    tree._check()
 
 
 def test_stamps_of_multi_slot_entries_are_compact_until_a_smaller_one_arrives() -> None:
@@ -502,7 +504,9 @@ def test_value_errors(call: object) -> None:
         lambda root: setattr(root, "nr_pages", root.nr_pages + 1),
         lambda root: setattr(root, "nr_entries", 0),
         lambda root: setattr(root, "marks", (0b10, 0, 0)),  # a sibling marked
-        lambda root: root.slots.__setitem__(63, radix_module._SIBLINGS[0]),
+        lambda root: root.cells.__setitem__(63, -1),  # a stray sibling of slot 0
+        lambda root: root.cells.__setitem__(8, 7),  # a handle nothing was given
+        lambda root: root.cells.__setitem__(8, root.cells[0]),  # uses miscounted
     ],
 )
 def test_check_catches_corruption(corrupt: object) -> None:
@@ -515,7 +519,7 @@ def test_check_catches_corruption(corrupt: object) -> None:
 
 def test_check_catches_a_stale_leaf_shortcut() -> None:
     tree = build((0, 0))
-    tree._leaves[99] = Node(0)
+    tree._leaves[99] = Node(0, tree._values)
     with pytest.raises(AssertionError):
         tree._check()
 

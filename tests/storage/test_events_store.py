@@ -14,7 +14,7 @@ from .conftest import Opener
 
 
 def revision(rev: int, holder: str = "nic0") -> Revision:
-    return Revision(rev, 1000.0 + rev, [EventBody(EventType.HOLD_CREATED, holder, [(rev, 0)])])
+    return Revision(rev, 1000.0 + rev, [EventBody(EventType.HOLD_CREATED, holder, ((rev, 0),))])
 
 
 async def test_an_event_commits_with_its_change_and_not_without_it(open_store: Opener) -> None:
@@ -33,7 +33,7 @@ async def test_an_event_commits_with_its_change_and_not_without_it(open_store: O
     await store.submit([HoldOp(7, 0, "nic0", 3)], None, revision(5))
     kept = store.read_revisions(0, 100)
     assert [r.rev for r in kept] == [1, 2, 5]  # 3 and 4 failed with their changes
-    assert kept[1].bodies[0] == EventBody(EventType.HOLD_CREATED, "nic0", [(2, 0)])
+    assert kept[1].bodies[0] == EventBody(EventType.HOLD_CREATED, "nic0", ((2, 0),))
     assert [r.rev for r in store.read_revisions(2, 1)] == [5]
     await store.close()
     again = open_store()

@@ -23,7 +23,7 @@ from pageholder.service.core.bulk import batch_set_ranges
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import Holder, PageRef, ReleaseAnswer
 from pageholder.service.core.offline import offline_block
-from pageholder.service.core.radix import MARK_COUNT, Node, RadixTree
+from pageholder.service.core.radix import CHUNK_SIZE, MARK_COUNT, Node, RadixTree
 from pageholder.service.core.registry import Registry
 from pageholder.service.storage.recovery import open_durable, recover
 from pageholder.service.storage.sqlite import DB_FILE, RUN_WINDOW, Store, StoreError
@@ -68,11 +68,19 @@ def nodes(tree: RadixTree) -> Iterator[tuple[object, ...]]:
     while stack:
         node, base = stack.pop()
         values = []
-        for off, slot in enumerate(node.slots):
+        slots: list[object] = list(node.slots)
+        if not node.shift:  # a leaf's cells: 0 empty, a handle, or -(offset + 1): a sibling
+            slots = [
+                None if h == 0 else "Sibling" if h < 0 else node.values[h]
+                for h in node.cells[:CHUNK_SIZE]
+            ]
+        for off, slot in enumerate(slots):
             if type(slot) is Node:
                 stack.append((slot, base + (off << node.shift)))
-            values.append(getattr(slot, "name", type(slot).__name__))
+            values.append(slot if slot == "Sibling" else getattr(slot, "name", type(slot).__name__))
         stamps = None if node.stamps is None else (node.stamp_shift, node.stamps.tobytes())
+        if not node.shift:  # a leaf's stamps are its cells' second half
+            stamps = (0, node.cells[CHUNK_SIZE:].tobytes())
         yield (node.shift, base, node.bitmap, node.siblings, node.marks, node.nr_entries,
                node.nr_pages, stamps, tuple(values))  # fmt: skip
 
