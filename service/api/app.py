@@ -189,6 +189,7 @@ def keep_events(registry: Registry, store: DurableStore | None, settings: Settin
     """How many revisions memory and the store keep for ``GET /v1/events``."""
     log = registry.events
     log.watcher_limit = settings.events_buffer
+    log.flush_interval = settings.events_flush_interval_s
     if store is None:  # memory is the whole history
         log.keep = settings.events_retention
         return
