@@ -27,7 +27,12 @@ from pageholder.service.api.batchlimit import BatchEntryLimit
 from pageholder.service.api.fast import FastPages
 from pageholder.service.api.leadership import Leadership
 from pageholder.service.api.metrics import Metrics
-from pageholder.service.api.middleware import BodyLimit, CountRequests, RevisionHeader
+from pageholder.service.api.middleware import (
+    BodyLimit,
+    CountRequests,
+    RevisionHeader,
+    StreamBodies,
+)
 from pageholder.service.api.readiness import NotReadyGate, Readiness
 from pageholder.service.api.routes import (
     batches,
@@ -339,4 +344,5 @@ def create_app(
     app.add_middleware(NotReadyGate, readiness=readiness)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(CountRequests, metrics=metrics)
+    app.add_middleware(StreamBodies)  # outermost: the event streams' chunks skip the rest
     return app

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from pageholder.service.api.auth import Principal
 from pageholder.service.api.deps import PrincipalDep
@@ -32,7 +32,11 @@ from pageholder.service.core.events import CATEGORIES, Event
 from pageholder.service.core.watchers import EventLog, visible
 from pageholder.service.storage.protocol import DurableStore
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+EVENTS_PATH: Final = "/v1/events"
+#: The scope key of the ``send`` from outside the app's middleware (``StreamBodies``).
+DIRECT_SEND: Final = "pageholder.direct_send"
+
+router = APIRouter(prefix=EVENTS_PATH, tags=["events"])
 log = logging.getLogger("pageholder.events")
 
 EVENT_STREAM: Final = "text/event-stream"
@@ -186,13 +190,30 @@ async def stream(
 
 class EventStream(EventSourceResponse):
     """sse-starlette's response; a subscriber dropped for taking no bytes is logged, not
-    a crash (its connection is closed either way)."""
+    a crash (its connection is closed either way). The response's start goes through
+    every middleware; its body chunks go straight to ``scope[DIRECT_SEND]`` when the
+    app put one there (``middleware.StreamBodies``)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        direct: Send | None = scope.get(DIRECT_SEND)
+        if direct is not None:
+            send = _bodies_to(direct, send)
         try:
             await super().__call__(scope, receive, send)
         except SendTimeoutError:
             log.info("dropped an event subscriber that took no bytes for %s s", self.send_timeout)
+
+
+def _bodies_to(direct: Send, send: Send) -> Send:
+    """``send`` for a response's start, ``direct`` for its body."""
+
+    async def split(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            await direct(message)
+        else:
+            await send(message)
+
+    return split
 
 
 def _overflow(after: int) -> bytes:
