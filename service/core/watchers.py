@@ -135,20 +135,26 @@ class Watcher:
         since the last ``take``), the watcher overflowed or closed, or ``timeout``.
         Woken with every other watcher by one ring, never more often than the log's
         ``flush_interval``: what piles up meanwhile is taken as one."""
-        log = self._log
+        if timeout is None:
+            await self._until_rung()
+            return
         try:
             async with asyncio.timeout(timeout):
-                while not (self.overflowed or self.closed):
-                    if self._buffer and log.rings != self._heard:
-                        return
-                    bell = log.bell()
-                    if self._buffer:  # offered while no one listened: ring for it
-                        log.ring_soon()
-                    await bell.wait()
-                    if not self._buffer:  # nothing for this one in that ring
-                        self._heard = log.rings
+                await self._until_rung()
         except TimeoutError:
             pass
+
+    async def _until_rung(self) -> None:
+        log = self._log
+        while not (self.overflowed or self.closed):
+            if self._buffer and log.rings != self._heard:
+                return
+            bell = log.bell()
+            if self._buffer:  # offered while no one listened: ring for it
+                log.ring_soon()
+            await bell.wait()
+            if not self._buffer:  # nothing for this one in that ring
+                self._heard = log.rings
 
     def close(self) -> None:
         """Drop the buffer and leave the log (by the stream that owns the watcher)."""

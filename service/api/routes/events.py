@@ -203,6 +203,19 @@ class EventStream(EventSourceResponse):
         except SendTimeoutError:
             log.info("dropped an event subscriber that took no bytes for %s s", self.send_timeout)
 
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        """sse-starlette's per-send deadline, with asyncio's timeout instead of anyio's
+        ``move_on_after``: the cancel scope (backend lookup, current task, scope stack)
+        cost more than the socket write it guarded, on every send of every stream."""
+        if self.send_timeout is None:
+            await send(message)
+            return
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await send(message)
+        except TimeoutError:
+            raise SendTimeoutError() from None
+
 
 def _bodies_to(direct: Send, send: Send) -> Send:
     """``send`` for a response's start, ``direct`` for its body."""
