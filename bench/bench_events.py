@@ -307,8 +307,10 @@ def measure(base: Path) -> list[Row]:
     cpus: dict[int, list[float]] = {n: [] for n in COUNTS}
     sdk: list[float] = []
     sdk_read: list[float] = []
-    with server_of(str(base / "a")) as server:
-        pairs = Pairs(server)
+    main_ratios: list[float] = []  # 100 raw readers, main's code
+    before_path = main_tree(base / "main")
+    with server_of(str(base / "a")) as server, server_of(str(base / "m"), before_path) as old:
+        pairs, old_pairs = Pairs(server), Pairs(old)
         for _ in range(REPS):
             for n in COUNTS:
                 rate, cpu, _ = subscribed_run(pairs, n)
@@ -318,6 +320,8 @@ def measure(base: Path) -> list[Row]:
             rate, _, read = subscribed_run(pairs, 100, "sdk")
             sdk.append(rate / rates[0][-1])
             sdk_read.append(read)
+            old_zero = subscribed_run(old_pairs, 0)[0]
+            main_ratios.append(subscribed_run(old_pairs, 100)[0] / old_zero)
     zero = statistics.median(rates[0])
     rows.append(info_row("pairs/s, 0 subscribers", fmt_rate(zero, "pairs/s")))
     for n in COUNTS[1:]:
@@ -334,6 +338,14 @@ def measure(base: Path) -> list[Row]:
     rows.append(info_row("per-round ratios at 100", spread(ratios[100])))
     rows.append(
         info_row(
+            "the same ratio at 100 with main's code (same run, same bench)",
+            "",
+            "",
+            f"{statistics.median(main_ratios):.2f}x ({spread(main_ratios)})",
+        )
+    )
+    rows.append(
+        info_row(
             "pairs/s, 100 SDK client.watch() readers (their parsing on the load generator's CPU)",
             f"{statistics.median(sdk_read):.0%} of the run's events read by its end",
             "",
@@ -345,7 +357,6 @@ def measure(base: Path) -> list[Row]:
             info_row(f"server CPU per pair, {n} subscribers", fmt_cpu(statistics.median(cpus[n])))
         )
     # (b) before/after, 0 subscribers
-    before_path = main_tree(base / "main")
     before: list[float] = []
     after: list[float] = []
     for rep in range(REPS):

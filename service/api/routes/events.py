@@ -26,6 +26,7 @@ from starlette.types import Message, Receive, Scope, Send
 from pageholder.service.api.auth import Principal
 from pageholder.service.api.deps import PrincipalDep
 from pageholder.service.api.problems import documented
+from pageholder.service.api.sends import send_within
 from pageholder.service.api.state import ServiceState
 from pageholder.service.core.errors import EventsCompacted, InvalidRequest
 from pageholder.service.core.events import CATEGORIES, Event
@@ -204,15 +205,14 @@ class EventStream(EventSourceResponse):
             log.info("dropped an event subscriber that took no bytes for %s s", self.send_timeout)
 
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
-        """sse-starlette's per-send deadline, with asyncio's timeout instead of anyio's
-        ``move_on_after``: the cancel scope (backend lookup, current task, scope stack)
-        cost more than the socket write it guarded, on every send of every stream."""
+        """sse-starlette's per-send deadline without a timer per send (``sends.py``):
+        anyio's ``move_on_after`` cost more than the socket write it guarded, on every
+        send of every stream."""
         if self.send_timeout is None:
             await send(message)
             return
         try:
-            async with asyncio.timeout(self.send_timeout):
-                await send(message)
+            await send_within(send, message, self.send_timeout)
         except TimeoutError:
             raise SendTimeoutError() from None
 
