@@ -308,6 +308,7 @@ def measure(base: Path) -> list[Row]:
     sdk: list[float] = []
     sdk_read: list[float] = []
     main_ratios: list[float] = []  # 100 raw readers, main's code
+    main_cpus: dict[int, list[float]] = {0: [], 100: []}
     before_path = main_tree(base / "main")
     with server_of(str(base / "a")) as server, server_of(str(base / "m"), before_path) as old:
         pairs, old_pairs = Pairs(server), Pairs(old)
@@ -320,8 +321,11 @@ def measure(base: Path) -> list[Row]:
             rate, _, read = subscribed_run(pairs, 100, "sdk")
             sdk.append(rate / rates[0][-1])
             sdk_read.append(read)
-            old_zero = subscribed_run(old_pairs, 0)[0]
-            main_ratios.append(subscribed_run(old_pairs, 100)[0] / old_zero)
+            old_zero, old_cpu, _ = subscribed_run(old_pairs, 0)
+            old_rate, old_hundred, _ = subscribed_run(old_pairs, 100)
+            main_ratios.append(old_rate / old_zero)
+            main_cpus[0].append(old_cpu)
+            main_cpus[100].append(old_hundred)
     zero = statistics.median(rates[0])
     rows.append(info_row("pairs/s, 0 subscribers", fmt_rate(zero, "pairs/s")))
     for n in COUNTS[1:]:
@@ -353,8 +357,15 @@ def measure(base: Path) -> list[Row]:
         )
     )
     for n in COUNTS:
+        baseline = ""
+        if n in main_cpus:
+            baseline = f"main: {fmt_cpu(statistics.median(main_cpus[n]))}"
         rows.append(
-            info_row(f"server CPU per pair, {n} subscribers", fmt_cpu(statistics.median(cpus[n])))
+            info_row(
+                f"server CPU per pair, {n} subscribers",
+                fmt_cpu(statistics.median(cpus[n])),
+                baseline,
+            )
         )
     # (b) before/after, 0 subscribers
     before: list[float] = []
