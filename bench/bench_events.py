@@ -281,8 +281,26 @@ def fmt_cpu(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms CPU/pair"
 
 
+#: What the section says above its table (how the numbers were made).
+METHOD = """\
+Load: wrk (C; 2 threads, 16 connections, PUT-hold then DELETE of the same pfn, SQLite
+with synchronous=FULL), not the httpx loops of the first version of this benchmark:
+those took ~2.5 ms of CPU per pair, more than the server's ~0.3 ms, so they measured
+themselves. Pinning: the server and all its threads on CPU {server}; wrk and the
+subscribers' process on CPU {client}, for 0, 10 and 100 alike. Subscribers ("raw
+readers"): one process, plain sockets in one epoll loop, every byte read, chunked
+framing undone, every event counted and its id checked in order (asserted after each
+run). Ratios are per round (same server, back to back) and their median; the
+machine's other work (load average above) moves single rounds a lot, so the spread is
+given. Server CPU per pair is the server process's utime + stime over the pairs done:
+what the registry itself spent, whatever the scheduler did to the throughput.
+
+"""
+
+
 def main() -> None:
     started = time.monotonic()
+    load_before = os.getloadavg()[0]
     rows = []
     own = os.sched_getaffinity(0)
     if CLIENT_CPUS is not None:
@@ -296,8 +314,12 @@ def main() -> None:
     print(text)
     if not QUICK:
         command = ".venv/bin/python -m bench events"
-        section = header("Watch: subscribers and delivery", command, time.monotonic() - started)
-        write_section("Watch: subscribers and delivery", section + text + "\n")
+        load = f"; load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+        section = header(
+            "Watch: subscribers and delivery", command, time.monotonic() - started, load
+        )
+        method = METHOD.format(server=min(SERVER_CPUS or {0}), client=min(CLIENT_CPUS or {0}))
+        write_section("Watch: subscribers and delivery", section + method + text + "\n")
 
 
 def measure(base: Path) -> list[Row]:
