@@ -1,23 +1,36 @@
 """Watch: what subscribers cost the writers, and how fast an event reaches them.
 
-Run: ``.venv/bin/python -m bench events``. ``BENCH_QUICK=1`` makes short runs and
-leaves RESULTS.md alone.
+Run: ``.venv/bin/python -m bench events`` (needs wrk). ``BENCH_QUICK=1`` makes short
+runs and leaves RESULTS.md alone.
 
 Every server is ``bench._server`` with a real data directory (SQLite, WAL,
 ``synchronous=FULL``: every revision is written with its change), one worker.
 
-(a) Set+unset pairs: 16 concurrent loops in this process, each ``PUT
-    /v1/pages/{pfn}/hold`` then ``DELETE`` of its own pfn, for DURATION s, with 0, 10
-    and 100 subscribers connected (``GET /v1/events``, all events; they run in a child
-    process that reads every byte). Pairs/s with N subscribers over pairs/s with 0,
-    measured in the same run on the same server. Target: >= 0.8 at 100.
+Pinning (on a machine with at least 2 CPUs): the server, every one of its threads, runs
+on the first CPU; the load generator (wrk) and the subscribers' process on the second,
+for 0, 10 and 100 subscribers alike. So the subscribers' own parsing does not take the
+server's CPU, and the server's per-subscriber work shows as fewer pairs/s.
+
+(a) Set+unset pairs: wrk, 2 threads, 16 connections, ``PUT /v1/pages/{pfn}/hold``
+    then, once it is answered, ``DELETE`` of the same pfn (``bench_http.pairs_script``),
+    for DURATION s, with 0, 10 and 100 subscribers connected (``GET /v1/events``, admin
+    token, every event) in one child process (``bench._readers raw``: plain sockets in
+    one epoll loop that read every byte, undo the chunked framing, count every event
+    and check the ids are in order; checked after each run). Pairs/s with N
+    subscribers over pairs/s with 0 in the same round on the same server, median of
+    REPS rounds. Target: >= 0.8 at 100. Also: the same ratio at 100 against a server
+    running main's code, in the same rounds; the server's CPU per pair (utime + stime
+    of its process and threads, ``/proc``), this tree's and main's; and the ratio with
+    100 SDK readers (``AsyncPageHolderClient.watch()``, ``bench._readers sdk``), which
+    parse every event into objects on the load generator's CPU and fall behind.
 (b) The hot path before and after: the same pairs with 0 subscribers against a server
     running main's code (``git archive main``, put first on ``PYTHONPATH``) and one
     running this tree's, alternating, medians of REPS runs. Target: >= 0.95.
-(c) Delivery latency: one subscriber in a child process; this process holds and
-    unsets one page at a time (paced); for each event, the receipt time minus the
-    event's ``time`` (when the registry made the change, before its commit: so this is
-    commit + delivery), p50/p99 over SAMPLES events.
+(c) Delivery latency: one subscriber in a child process (httpx, parsing every event;
+    with 99 raw readers connected beside it in the second measure); this process holds
+    one page at a time (paced); for each event, the receipt time minus the event's
+    ``time`` (when the registry made the change, before its commit: so this is commit +
+    delivery), p50/p99 over SAMPLES events.
 """
 
 from __future__ import annotations
@@ -30,7 +43,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -40,82 +55,149 @@ from ._server import (
     NORMAL_START,
     ROOT,
     TOKEN,
+    Row,
     Server,
     fmt_rate,
     fmt_us,
     info_row,
     ratio_row,
+    run_wrk,
     table,
 )
+from .bench_http import check_pairs, pairs_script
 
 QUICK = bool(os.environ.get("BENCH_QUICK"))
 DURATION = 2.0 if QUICK else 6.0
 REPS = 1 if QUICK else 3
-WORKERS = 16
+CONNECTIONS = 16
+THREADS = 2  # as bench_http.pairs_script lays out its pfns
 SAMPLES = 200 if QUICK else 1000
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+COUNTS = (0, 10, 100)
+#: the server's CPU, and the load generator's and subscribers' (None: not pinned)
+CPUS = sorted(os.sched_getaffinity(0))
+SERVER_CPUS, CLIENT_CPUS = ({CPUS[0]}, {CPUS[1]}) if len(CPUS) >= 2 else (None, None)
 
 
-async def pairs(url: str, duration: float) -> float:
-    """Set+unset pairs per second from WORKERS loops."""
-    done = 0
-    stop = time.monotonic() + duration
-    limits = httpx.Limits(max_connections=WORKERS)
-    async with httpx.AsyncClient(base_url=url, headers=AUTH, limits=limits, timeout=30) as http:
-        created = await http.post("/v1/holders", json={"name": f"bench{os.getpid()}"})
-        name = created.json()["name"] if created.status_code == 201 else f"bench{os.getpid()}"
-
-        async def loop(pfn: int) -> None:
-            nonlocal done
-            while time.monotonic() < stop:
-                held = await http.put(f"/v1/pages/{pfn}/hold", json={"holder": name})
-                assert held.status_code == 201, held.text
-                unset = await http.delete(f"/v1/pages/{pfn}/hold")
-                assert unset.status_code == 204, unset.text
-                done += 1
-
-        started = time.monotonic()
-        await asyncio.gather(*(loop(NORMAL_START + 64 * i) for i in range(WORKERS)))
-        return done / (time.monotonic() - started)
+def pin(pid: int, cpus: set[int] | None) -> None:
+    """Every thread of ``pid`` onto ``cpus`` (threads it starts later inherit it)."""
+    if cpus is None:
+        return
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task), cpus)
 
 
-# -- the subscribers' process -------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _subscribe(url: str, count: int, samples: int) -> None:
-    """``count`` streams reading every byte; with ``samples``, the first stream parses
-    events and prints receipt - event time (µs) of that many, then exits."""
-    ready = 0
+class Pairs:
+    """wrk's set+unset pairs against one server; each run takes fresh pfns."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.runs = 0
+        httpx.post(
+            server.url + "/v1/holders", json={"name": "h"}, headers=AUTH, trust_env=False
+        ).raise_for_status()
+
+    def run(self, seconds: float) -> tuple[float, float]:
+        """Pairs/s, and the server's CPU seconds per pair."""
+        script = pairs_script(self.runs)
+        self.runs += 1
+        assert self.server.proc is not None
+        before = cpu_seconds(self.server.proc.pid)
+        result = run_wrk(
+            self.server.url, script, seconds=seconds, threads=THREADS, connections=CONNECTIONS
+        ).check("pairs")
+        check_pairs(result)
+        used = cpu_seconds(self.server.proc.pid) - before
+        return result.deletes / result.seconds, used / max(result.deletes, 1)
+
+
+def poke(url: str, stop: threading.Event) -> None:
+    """Changes every 50 ms until ``stop`` (SDK readers are ready at their first event)."""
+    with httpx.Client(base_url=url, headers=AUTH, trust_env=False) as http:
+        http.post("/v1/holders", json={"name": "poke"})
+        pfn = NORMAL_START + 8192
+        while not stop.wait(0.05):
+            http.put(f"/v1/pages/{pfn}/hold", json={"holder": "poke"})
+            http.delete(f"/v1/pages/{pfn}/hold")
+
+
+@contextlib.contextmanager
+def readers(url: str, count: int, kind: str = "raw") -> Iterator[dict[str, object]]:
+    """``count`` subscribers in a child process; after the block, what they counted."""
+    report: dict[str, object] = {}
+    if count == 0:
+        yield report
+        return
+    args = [sys.executable, "-m", "bench._readers", kind, url, TOKEN, str(count)]
+    proc = subprocess.Popen(
+        args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    stop = threading.Event()
+    poker = threading.Thread(target=poke, args=(url, stop)) if kind == "sdk" else None
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        if poker is not None:
+            poker.start()
+        line = proc.stdout.readline()
+        stop.set()
+        if poker is not None:
+            poker.join()
+        if not line.startswith("READY"):
+            raise RuntimeError(f"subscribers did not connect: {line!r}")
+        yield report
+        proc.stdin.close()
+        line = proc.stdout.readline()
+        report.update(json.loads(line.removeprefix("DONE ")))
+    finally:
+        stop.set()
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=20)
+
+
+def subscribed_run(pairs: Pairs, count: int, kind: str = "raw") -> tuple[float, float, float]:
+    """One pairs run with ``count`` subscribers: pairs/s, server CPU s per pair, and the
+    share of the run's events the slowest reader had read when it ended. Checks that raw
+    readers read every event, and that every reader saw the ids in order."""
+    server = pairs.server
+    assert server.proc is not None
+    with readers(server.url, count, kind) as report:
+        if count:
+            time.sleep(0.5)  # the streams' first bytes are out
+        rate, cpu = pairs.run(DURATION)
+    read = 1.0
+    if count:
+        events = report["events"]
+        assert isinstance(events, list) and report["ordered"], report
+        read = min(events) / (2 * rate * DURATION)  # 2 events a pair
+        # raw readers keep up: every one read (about) all of the run's events
+        assert kind != "raw" or read >= 0.9, (min(events), rate)
+    return rate, cpu, read
+
+
+# -- delivery latency ---------------------------------------------------------------------
+
+
+async def _latency(url: str, samples: int) -> None:
+    """One stream parsing every event; prints receipt - event time (µs) of ``samples``."""
     latencies: list[float] = []
-    limits = httpx.Limits(max_connections=count + 1)
     timeout = httpx.Timeout(60, read=None)
-    async with httpx.AsyncClient(headers=AUTH, limits=limits, timeout=timeout) as http:
-
-        async def follow(measure: bool) -> None:
-            nonlocal ready
-            async with http.stream("GET", url + "/v1/events") as response:
-                ready += 1
-                if ready == count:
-                    print("READY", flush=True)
-                if not measure:
-                    async for _ in response.aiter_raw():
-                        pass
-                    return
-                async for line in response.aiter_lines():
-                    if line.startswith("data: "):
-                        sent = json.loads(line[6:])["time"]
-                        at = time.time()
-                        stamp = _epoch(sent)
-                        latencies.append((at - stamp) * 1e6)
-                        if len(latencies) >= samples:
-                            print("LAT " + json.dumps(latencies), flush=True)
-                            return
-
-        tasks = [asyncio.create_task(follow(samples > 0 and i == 0)) for i in range(count)]
-        if samples:
-            await tasks[0]
-        else:
-            await asyncio.gather(*tasks)
+    async with httpx.AsyncClient(headers=AUTH, timeout=timeout, trust_env=False) as http:
+        async with http.stream("GET", url + "/v1/events") as response:
+            print("READY", flush=True)
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    sent = json.loads(line[6:])["time"]
+                    latencies.append((time.time() - _epoch(sent)) * 1e6)
+                    if len(latencies) >= samples:
+                        print("LAT " + json.dumps(latencies), flush=True)
+                        return
 
 
 def _epoch(iso: str) -> float:
@@ -124,24 +206,34 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-@contextlib.contextmanager
-def subscribers(url: str, count: int, samples: int = 0) -> subprocess.Popen[str] | None:  # type: ignore[misc]
-    if count == 0:
-        yield None
-        return
-    args = [sys.executable, "-m", "bench.bench_events", "--subscribe", url]
-    args += [str(count), str(samples)]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("READY"):
-            raise RuntimeError(f"subscribers did not connect: {line!r}")
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait(timeout=20)
+async def paced_changes(url: str, count: int, first: int) -> None:
+    """``count`` holds of fresh pfns from ``first``, one at a time, 2 ms apart."""
+    async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=30) as http:
+        await http.post("/v1/holders", json={"name": "latency"})
+        for i in range(count):
+            pfn = first + i
+            await http.put(f"/v1/pages/{pfn}/hold", json={"holder": "latency"})
+            await asyncio.sleep(0.002)
+
+
+def latency(url: str, others: int, first: int) -> tuple[float, float]:
+    """p50, p99 (µs) of one subscriber's delivery latency, ``others`` raw readers beside."""
+    args = [sys.executable, "-m", "bench.bench_events", "--latency", url, str(SAMPLES)]
+    with readers(url, others):
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            if not proc.stdout.readline().startswith("READY"):
+                raise RuntimeError("the latency subscriber did not connect")
+            time.sleep(0.2)
+            asyncio.run(paced_changes(url, SAMPLES, first))
+            line = proc.stdout.readline()
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait(timeout=20)
+    latencies = sorted(json.loads(line.removeprefix("LAT ")))
+    return latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99) - 1]
 
 
 # -- main's code, for the before/after of the hot path ------------------------------------
@@ -163,96 +255,176 @@ def main_tree(base: Path) -> Path:
 
 
 @contextlib.contextmanager
-def server_of(data_dir: str, pythonpath: Path | None = None):  # type: ignore[no-untyped-def]
+def server_of(data_dir: str, pythonpath: Path | None = None) -> Iterator[Server]:
+    """A server of this tree (or of ``pythonpath``), pinned to the server's CPU."""
     saved = os.environ.get("PYTHONPATH")
     if pythonpath is not None:
         os.environ["PYTHONPATH"] = str(pythonpath)
+    server = Server(data_dir)
     try:
-        server = Server(data_dir).start()
+        server.start()
     finally:
         if pythonpath is not None:
             if saved is None:
                 os.environ.pop("PYTHONPATH", None)
             else:
                 os.environ["PYTHONPATH"] = saved
-    with server:
+    try:
+        assert server.proc is not None
+        pin(server.proc.pid, SERVER_CPUS)
         yield server
+    finally:
+        server.__exit__(None, None, None)
 
 
-async def paced_changes(url: str, count: int) -> None:
-    async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=30) as http:
-        await http.post("/v1/holders", json={"name": "latency"})
-        for i in range(count):
-            pfn = NORMAL_START + 4096 + i
-            await http.put(f"/v1/pages/{pfn}/hold", json={"holder": "latency"})
-            await asyncio.sleep(0.002)
+def fmt_cpu(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms CPU/pair"
+
+
+#: What the section says above its table (how the numbers were made).
+METHOD = """\
+Load: wrk (C; 2 threads, 16 connections, PUT-hold then DELETE of the same pfn, SQLite
+with synchronous=FULL), not the httpx loops of the first version of this benchmark:
+those took ~2.5 ms of CPU per pair, more than the server's ~0.3 ms, so they measured
+themselves. Pinning: the server and all its threads on CPU {server}; wrk and the
+subscribers' process on CPU {client}, for 0, 10 and 100 alike. Subscribers ("raw
+readers"): one process, plain sockets in one epoll loop, every byte read, chunked
+framing undone, every event counted and its id checked in order (asserted after each
+run). Ratios are per round (same server, back to back) and their median; the
+machine's other work (load average above) moves single rounds a lot, so the spread is
+given. Server CPU per pair is the server process's utime + stime over the pairs done:
+what the registry itself spent, whatever the scheduler did to the throughput.
+
+"""
 
 
 def main() -> None:
     started = time.monotonic()
+    load_before = os.getloadavg()[0]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp)
-        # (a) subscribers
-        with server_of(str(base / "a")) as server:
-            rates: dict[int, list[float]] = {0: [], 10: [], 100: []}
-            for _ in range(REPS):
-                for n in rates:
-                    with subscribers(server.url, n):
-                        rates[n].append(asyncio.run(pairs(server.url, DURATION)))
-        zero = statistics.median(rates[0])
-        rows.append(info_row("pairs/s, 0 subscribers", fmt_rate(zero, "pairs/s")))
-        for n, target in ((10, 0.8), (100, 0.8)):
-            rate = statistics.median(rates[n])
-            rows.append(
-                ratio_row(
-                    f"pairs/s, {n} subscribers",
-                    fmt_rate(rate, "pairs/s"),
-                    fmt_rate(zero, "pairs/s"),
-                    rate / zero,
-                    target,
-                )
-            )
-        # (b) before/after, 0 subscribers
-        before_path = main_tree(base / "main")
-        before: list[float] = []
-        after: list[float] = []
-        for rep in range(REPS):
-            with server_of(str(base / f"before{rep}"), before_path) as server:
-                before.append(asyncio.run(pairs(server.url, DURATION)))
-            with server_of(str(base / f"after{rep}")) as server:
-                after.append(asyncio.run(pairs(server.url, DURATION)))
-        b, a = statistics.median(before), statistics.median(after)
-        rows.append(
-            ratio_row(
-                "pairs/s, 0 subscribers: this tree vs main",
-                fmt_rate(a, "pairs/s"),
-                fmt_rate(b, "pairs/s"),
-                a / b,
-                0.95,
-            )
-        )
-        # (c) latency
-        with server_of(str(base / "c")) as server:
-            with subscribers(server.url, 1, SAMPLES) as proc:
-                assert proc is not None and proc.stdout is not None
-                asyncio.run(paced_changes(server.url, SAMPLES))
-                line = proc.stdout.readline()
-        latencies = sorted(json.loads(line.removeprefix("LAT ")))
-        p50 = latencies[len(latencies) // 2]
-        p99 = latencies[int(len(latencies) * 0.99) - 1]
-        rows.append(info_row("delivery latency p50 (change made -> received)", fmt_us(p50)))
-        rows.append(info_row("delivery latency p99", fmt_us(p99)))
+    own = os.sched_getaffinity(0)
+    if CLIENT_CPUS is not None:
+        os.sched_setaffinity(0, CLIENT_CPUS)  # wrk and the readers inherit it
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = measure(Path(tmp))
+    finally:
+        os.sched_setaffinity(0, own)
     text = table(rows)
     print(text)
     if not QUICK:
         command = ".venv/bin/python -m bench events"
-        section = header("Watch: subscribers and delivery", command, time.monotonic() - started)
-        write_section("Watch: subscribers and delivery", section + text + "\n")
+        load = f"; load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+        section = header(
+            "Watch: subscribers and delivery", command, time.monotonic() - started, load
+        )
+        method = METHOD.format(server=min(SERVER_CPUS or {0}), client=min(CLIENT_CPUS or {0}))
+        write_section("Watch: subscribers and delivery", section + method + text + "\n")
+
+
+def measure(base: Path) -> list[Row]:
+    rows: list[Row] = []
+    # (a) subscribers
+    rates: dict[int, list[float]] = {n: [] for n in COUNTS}
+    ratios: dict[int, list[float]] = {n: [] for n in COUNTS}
+    cpus: dict[int, list[float]] = {n: [] for n in COUNTS}
+    sdk: list[float] = []
+    sdk_read: list[float] = []
+    main_ratios: list[float] = []  # 100 raw readers, main's code
+    main_cpus: dict[int, list[float]] = {0: [], 100: []}
+    before_path = main_tree(base / "main")
+    with server_of(str(base / "a")) as server, server_of(str(base / "m"), before_path) as old:
+        pairs, old_pairs = Pairs(server), Pairs(old)
+        for _ in range(REPS):
+            for n in COUNTS:
+                rate, cpu, _ = subscribed_run(pairs, n)
+                rates[n].append(rate)
+                cpus[n].append(cpu)
+                ratios[n].append(rate / rates[0][-1])
+            rate, _, read = subscribed_run(pairs, 100, "sdk")
+            sdk.append(rate / rates[0][-1])
+            sdk_read.append(read)
+            old_zero, old_cpu, _ = subscribed_run(old_pairs, 0)
+            old_rate, old_hundred, _ = subscribed_run(old_pairs, 100)
+            main_ratios.append(old_rate / old_zero)
+            main_cpus[0].append(old_cpu)
+            main_cpus[100].append(old_hundred)
+    zero = statistics.median(rates[0])
+    rows.append(info_row("pairs/s, 0 subscribers", fmt_rate(zero, "pairs/s")))
+    for n in COUNTS[1:]:
+        rate = statistics.median(rates[n])
+        rows.append(
+            ratio_row(
+                f"pairs/s, {n} subscribers (raw readers)",
+                fmt_rate(rate, "pairs/s"),
+                fmt_rate(zero, "pairs/s"),
+                statistics.median(ratios[n]),
+                0.8,
+            )
+        )
+    rows.append(info_row("per-round ratios at 100", spread(ratios[100])))
+    rows.append(
+        info_row(
+            "the same ratio at 100 with main's code (same run, same bench)",
+            "",
+            "",
+            f"{statistics.median(main_ratios):.2f}x ({spread(main_ratios)})",
+        )
+    )
+    rows.append(
+        info_row(
+            "pairs/s, 100 SDK client.watch() readers (their parsing on the load generator's CPU)",
+            f"{statistics.median(sdk_read):.0%} of the run's events read by its end",
+            "",
+            f"{statistics.median(sdk):.2f}x ({spread(sdk)})",
+        )
+    )
+    for n in COUNTS:
+        baseline = ""
+        if n in main_cpus:
+            baseline = f"main: {fmt_cpu(statistics.median(main_cpus[n]))}"
+        rows.append(
+            info_row(
+                f"server CPU per pair, {n} subscribers",
+                fmt_cpu(statistics.median(cpus[n])),
+                baseline,
+            )
+        )
+    # (b) before/after, 0 subscribers
+    before: list[float] = []
+    after: list[float] = []
+    for rep in range(REPS):
+        with server_of(str(base / f"before{rep}"), before_path) as server:
+            before.append(Pairs(server).run(DURATION)[0])
+        with server_of(str(base / f"after{rep}")) as server:
+            after.append(Pairs(server).run(DURATION)[0])
+    b, a = statistics.median(before), statistics.median(after)
+    rows.append(
+        ratio_row(
+            "pairs/s, 0 subscribers: this tree vs main",
+            fmt_rate(a, "pairs/s"),
+            fmt_rate(b, "pairs/s"),
+            a / b,
+            0.95,
+        )
+    )
+    # (c) latency
+    with server_of(str(base / "c")) as server:
+        for i, others in enumerate((0, 99)):
+            p50, p99 = latency(server.url, others, NORMAL_START + (i + 1) * 4096)
+            beside = f", {others} other subscribers" if others else ""
+            what = f"delivery latency p50 (change made -> received{beside})"
+            rows.append(info_row(what, fmt_us(p50)))
+            rows.append(info_row(f"delivery latency p99{beside}", fmt_us(p99)))
+    return rows
+
+
+def spread(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--subscribe":
-        asyncio.run(_subscribe(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+    if len(sys.argv) == 4 and sys.argv[1] == "--latency":
+        asyncio.run(_latency(sys.argv[2], int(sys.argv[3])))
     else:
         main()

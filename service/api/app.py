@@ -27,7 +27,12 @@ from pageholder.service.api.fast import FastPages
 from pageholder.service.api.leadership import Leadership
 from pageholder.service.api.loading import become_ready, recover_and_open
 from pageholder.service.api.metrics import Metrics
-from pageholder.service.api.middleware import BodyLimit, CountRequests, RevisionHeader
+from pageholder.service.api.middleware import (
+    BodyLimit,
+    CountRequests,
+    RevisionHeader,
+    StreamBodies,
+)
 from pageholder.service.api.readiness import NotReadyGate, Readiness
 from pageholder.service.api.routes import (
     batches,
@@ -128,6 +133,7 @@ def keep_events(registry: Registry, store: DurableStore | None, settings: Settin
     """How many revisions memory and the store keep for ``GET /v1/events``."""
     log = registry.events
     log.watcher_limit = settings.events_buffer
+    log.flush_interval = settings.events_flush_interval_s
     if store is None:  # memory is the whole history
         log.keep = settings.events_retention
         return
@@ -279,4 +285,5 @@ def create_app(
     app.add_middleware(NotReadyGate, readiness=readiness)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(CountRequests, metrics=metrics)
+    app.add_middleware(StreamBodies)  # outermost: the event streams' chunks skip the rest
     return app

@@ -1,4 +1,5 @@
-"""ASGI middleware: the body-size limit, the request counter, the revision header."""
+"""ASGI middleware: the body-size limit, the request counter, the revision header, and
+the direct path of the event streams' bodies."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pageholder.service.api import problems
 from pageholder.service.api.metrics import Metrics
-from pageholder.service.api.routes.events import REVISION_HEADER
+from pageholder.service.api.routes.events import DIRECT_SEND, EVENTS_PATH, REVISION_HEADER
 
 
 class BodyLimit:
@@ -112,3 +113,21 @@ class RevisionHeader:
             await send(message)
 
         await self.app(scope, receive, stamped)
+
+
+class StreamBodies:
+    """Outermost: hands ``GET /v1/events`` the ``send`` from outside every middleware
+    of the app (``scope[DIRECT_SEND]``), for the body chunks of its stream.
+
+    Each middleware here wraps ``send`` to see a response's start (its status, its
+    headers); none has anything to do with the chunks of a body. A stream sends a chunk
+    per subscriber per flush, so each wrapper would cost every subscriber on every
+    flush; the stream sends its start through them all and its chunks past them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == EVENTS_PATH:
+            scope[DIRECT_SEND] = send
+        await self.app(scope, receive, send)

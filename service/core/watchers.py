@@ -5,6 +5,14 @@ so revisions follow the journal's order), and once the change is committed
 (``publish``: from the commit's future, or at once without a journal) keeps it among
 the recent revisions and offers it to every ``Watcher``.
 
+What a revision costs per watcher is kept tiny, since every subscriber pays it for
+every revision: the revision is filtered once per visibility class (who looks, at
+which categories: the admins' class is shown the revision's own list of parts), and a
+watcher only appends that shared list to its buffer. Watchers are not woken one by
+one: they all wait on one *bell*, rung at most every ``flush_interval`` seconds once
+something was published, so a busy registry wakes each subscriber once per interval
+for everything that piled up, however many revisions that was.
+
 Nothing here awaits on the publishing side: a watcher is a bounded buffer. One that
 falls more than ``limit`` parts behind is marked *overflowed*, dropped from the log and
 its buffer freed; its stream then says ``overflow`` and ends, and the client resumes
@@ -20,6 +28,7 @@ here. Without a store this is the whole history the registry has.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import Sequence
 from typing import Final
@@ -32,14 +41,23 @@ DEFAULT_KEEP: Final = 100_000
 DEFAULT_WATCHER_LIMIT: Final = 4096
 
 
+#: A visibility class: who looks (None: the admin) and at which categories (None: all).
+#: Every watcher of one class is shown the same parts of a revision.
+ShownTo = tuple[str | None, frozenset[str] | None]
+
+
 def visible(
     revision: Revision, viewer: str | None, categories: frozenset[str] | None
 ) -> list[Event]:
     """The parts of ``revision`` that ``viewer`` (None: the admin) is shown, of
-    ``categories`` (None: all). Cost: O(parts)."""
+    ``categories`` (None: all). The admin's view of every category is the revision's own
+    list of parts, shared (do not change it). Cost: O(parts)."""
+    parts = revision.parts()
+    if viewer is None and categories is None:
+        return parts
     return [
         e
-        for e in revision.parts()
+        for e in parts
         if (categories is None or e.type.category in categories) and e.visible_to(viewer)
     ]
 
@@ -56,7 +74,7 @@ class Watcher:
         "_log",
         "_buffer",
         "_waiting",
-        "_ready",
+        "_heard",
     )
 
     def __init__(
@@ -74,18 +92,20 @@ class Watcher:
         self._log = log
         self._buffer: list[list[Event]] = []
         self._waiting = 0
-        self._ready = asyncio.Event()
+        self._heard = log.rings  # the last ring this watcher's buffer was taken after
+
+    @property
+    def shown_to(self) -> ShownTo:
+        return (self.viewer, self.categories)
 
     def visible(self, revision: Revision) -> list[Event]:
         """The parts of ``revision`` this watcher is shown. Cost: O(parts)."""
         return visible(revision, self.viewer, self.categories)
 
-    def offer(self, revision: Revision) -> None:
-        """Buffer what ``revision`` shows this watcher; overflow past ``limit``. Never waits."""
+    def offer(self, parts: list[Event]) -> None:
+        """Buffer ``parts`` (of one revision, as this watcher's class is shown it; not
+        empty); overflow past ``limit``. Never waits. Cost: O(1)."""
         if self.overflowed or self.closed:
-            return
-        parts = self.visible(revision)
-        if not parts:
             return
         self._buffer.append(parts)
         self._waiting += len(parts)
@@ -98,7 +118,6 @@ class Watcher:
             self._waiting = 0
             log.overflows += 1
             log.unsubscribe(self)
-        self._ready.set()
 
     @property
     def waiting(self) -> int:
@@ -108,26 +127,41 @@ class Watcher:
     def take(self) -> list[list[Event]]:
         """Everything buffered, revision by revision; the buffer is empty after."""
         taken, self._buffer, self._waiting = self._buffer, [], 0
+        self._heard = self._log.rings
         return taken
 
     async def wait(self, timeout: float | None = None) -> None:
-        """Until something is buffered, the watcher overflowed or closed, or ``timeout``."""
-        if self._buffer or self.overflowed or self.closed:
+        """Until the log's next ring finds something buffered (or at once if one rang
+        since the last ``take``), the watcher overflowed or closed, or ``timeout``.
+        Woken with every other watcher by one ring, never more often than the log's
+        ``flush_interval``: what piles up meanwhile is taken as one."""
+        if timeout is None:
+            await self._until_rung()
             return
         try:
             async with asyncio.timeout(timeout):
-                await self._ready.wait()
+                await self._until_rung()
         except TimeoutError:
             pass
-        finally:
-            self._ready.clear()
+
+    async def _until_rung(self) -> None:
+        log = self._log
+        while not (self.overflowed or self.closed):
+            if self._buffer and log.rings != self._heard:
+                return
+            bell = log.bell()
+            if self._buffer:  # offered while no one listened: ring for it
+                log.ring_soon()
+            await bell.wait()
+            if not self._buffer:  # nothing for this one in that ring
+                self._heard = log.rings
 
     def close(self) -> None:
+        """Drop the buffer and leave the log (by the stream that owns the watcher)."""
         self.closed = True
         self._buffer = []
         self._waiting = 0
         self._log.unsubscribe(self)
-        self._ready.set()
 
 
 class EventLog:
@@ -139,6 +173,7 @@ class EventLog:
         keep: int = DEFAULT_KEEP,
         keep_weight: int | None = None,
         watcher_limit: int = DEFAULT_WATCHER_LIMIT,
+        flush_interval: float = 0.0,
     ) -> None:
         self.revision = 0  # the last one handed out
         self.published = 0  # the last one committed and offered
@@ -148,9 +183,16 @@ class EventLog:
         self.watcher_limit = watcher_limit
         self.peak_waiting = 0  # the most parts one watcher ever had waiting
         self.overflows = 0  # watchers dropped for falling behind
+        #: a ring wakes the watchers at most this often (seconds)
+        self.flush_interval = flush_interval
+        self.rings = 0  # rings so far
         self._recent: deque[Revision] = deque()
         self._weight = 0
-        self._watchers: set[Watcher] = set()
+        #: the watchers by visibility class: a revision is filtered once per class
+        self._classes: dict[ShownTo, set[Watcher]] = {}
+        self._bell: asyncio.Event | None = None
+        self._ringing: asyncio.Handle | None = None
+        self._last_ring = -math.inf
 
     def start_at(self, revision: int) -> None:
         """Continue after ``revision`` (the last one a store holds); nothing is kept yet."""
@@ -174,7 +216,8 @@ class EventLog:
         return Revision(self.revision, time, bodies)
 
     def publish(self, revision: Revision) -> None:
-        """A committed revision: keep it, offer it to every watcher. Cost: O(watchers)."""
+        """A committed revision: keep it, offer it to every watcher, ring soon. Cost:
+        O(parts) per visibility class, O(1) per watcher."""
         self.published = revision.rev
         recent = self._recent
         recent.append(revision)
@@ -185,8 +228,41 @@ class EventLog:
             gone = recent.popleft()
             self._weight -= gone.weight
             self.evicted_through = gone.rev
-        for watcher in list(self._watchers):
-            watcher.offer(revision)
+        for (viewer, categories), watchers in list(self._classes.items()):
+            parts = visible(revision, viewer, categories)
+            if parts:
+                for watcher in list(watchers):  # an overflow leaves the set
+                    watcher.offer(parts)
+        if self._bell is not None:
+            self.ring_soon()
+
+    # -- waking the watchers ---------------------------------------------------------------
+
+    def bell(self) -> asyncio.Event:
+        """What the watchers wait on: set (and replaced) by the next ring."""
+        if self._bell is None:
+            self._bell = asyncio.Event()
+        return self._bell
+
+    def ring_soon(self) -> None:
+        """Ring once ``flush_interval`` has passed since the last ring (at the next turn
+        of the loop if it has): one ring for every revision published until then."""
+        if self._ringing is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = self._last_ring + self.flush_interval - loop.time()
+        if delay > 0:
+            self._ringing = loop.call_later(delay, self._ring)
+        else:
+            self._ringing = loop.call_soon(self._ring)
+
+    def _ring(self) -> None:
+        self._ringing = None
+        self._last_ring = asyncio.get_running_loop().time()
+        self.rings += 1
+        bell, self._bell = self._bell, None
+        if bell is not None:
+            bell.set()
 
     # -- the reading side ------------------------------------------------------------------
 
@@ -214,16 +290,21 @@ class EventLog:
             if parts:
                 backlog.append(parts)
         backlog.reverse()
-        self._watchers.add(watcher)
+        self._classes.setdefault(watcher.shown_to, set()).add(watcher)
         return backlog, watcher
 
     def unsubscribe(self, watcher: Watcher) -> None:
-        self._watchers.discard(watcher)
+        key = watcher.shown_to
+        watchers = self._classes.get(key)
+        if watchers is not None:
+            watchers.discard(watcher)
+            if not watchers:
+                del self._classes[key]
 
     @property
     def watchers(self) -> int:
-        return len(self._watchers)
+        return sum(len(watchers) for watchers in self._classes.values())
 
     def waiting(self) -> int:
         """Parts buffered over all watchers (what slow readers cost now)."""
-        return sum(w.waiting for w in self._watchers)
+        return sum(w.waiting for watchers in self._classes.values() for w in watchers)

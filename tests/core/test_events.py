@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from pageholder.service.core import watchers
 from pageholder.service.core.batch import batch_set, batch_unset
-from pageholder.service.core.events import MAX_EVENT_HOLDS, EventBody, EventType, Revision
+from pageholder.service.core.events import (
+    MAX_EVENT_HOLDS,
+    Event,
+    EventBody,
+    EventType,
+    Revision,
+)
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import Holder, PageRef, ReleaseAnswer
 from pageholder.service.core.registry import Registry
@@ -88,3 +97,48 @@ async def test_a_holder_sees_its_own_hold_events_and_every_block_event() -> None
     backlog, blocks = log.subscribe(1, categories=frozenset({"block"}))
     assert [p[0].rev for p in backlog] == [5]
     assert PageRef(1, 0) == (1, 0)  # holds are (pfn, order) pairs
+
+
+async def test_a_revision_is_filtered_once_per_visibility_class(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = EventLog()
+    admins = [log.subscribe(0)[1] for _ in range(50)]
+    gpus = [log.subscribe(0, viewer="gpu")[1] for _ in range(10)]
+    blocks = [log.subscribe(0, categories=frozenset({"block"}))[1] for _ in range(10)]
+    calls: list[tuple[str | None, frozenset[str] | None]] = []
+    original = watchers.visible
+
+    def counted(
+        revision: Revision, viewer: str | None, categories: frozenset[str] | None
+    ) -> list[Event]:
+        calls.append((viewer, categories))
+        return original(revision, viewer, categories)
+
+    monkeypatch.setattr(watchers, "visible", counted)
+    log.publish(log.next(0.0, [EventBody(EventType.HOLD_CREATED, "gpu", [(2, 0)])]))
+    assert sorted(calls, key=repr) == sorted(
+        [(None, None), ("gpu", None), (None, frozenset({"block"}))], key=repr
+    )
+    # every admin holds the revision's own list of parts: shared, not copied
+    (shared,) = admins[0].take()
+    assert all(w.take() == [shared] and w.waiting == 0 for w in admins[1:])
+    assert all(len(w.take()) == 1 for w in gpus) and all(w.take() == [] for w in blocks)
+
+
+async def test_one_ring_wakes_every_watcher_for_everything_published_before_it() -> None:
+    log = EventLog(flush_interval=60.0)  # after the first ring, the next one is far off
+    watching = [log.subscribe(0)[1] for _ in range(3)]
+    woken = [asyncio.create_task(w.wait()) for w in watching]
+    log.publish(log.next(0.0, [EventBody(EventType.BLOCK_ONLINE, block=1)]))
+    async with asyncio.timeout(5):
+        await asyncio.gather(*woken)  # the first ring comes at the loop's next turn
+    assert log.rings == 1 and all(len(w.take()) == 1 for w in watching)
+    # more revisions now wait for the next ring, a minute away: so does the watcher
+    for _ in range(5):
+        log.publish(log.next(0.0, [EventBody(EventType.BLOCK_ONLINE, block=1)]))
+    waiting = asyncio.create_task(watching[0].wait())
+    for _ in range(3):
+        await asyncio.sleep(0)  # turns of the loop: a ring due now would have come
+    assert not waiting.done() and log.rings == 1 and watching[0].waiting == 5
+    waiting.cancel()

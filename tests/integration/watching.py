@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,11 +58,16 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serving(**settings: Any) -> AsyncIterator[Served]:
+async def serving(
+    *, prepare: Callable[[FastAPI], None] | None = None, **settings: Any
+) -> AsyncIterator[Served]:
     """The registry app (``Settings(**settings)``, :memory: unless given) on a free
-    loopback port, with its lifespan, for the ``async with`` block."""
+    loopback port, with its lifespan, for the ``async with`` block; ``prepare(app)``
+    before it serves (to add middleware, say)."""
     settings.setdefault("data_dir", ":memory:")
     app = create_app(Settings(admin_token=TOKEN, **settings), release_caller=releases_everything)
+    if prepare is not None:
+        prepare(app)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((HOST, 0))

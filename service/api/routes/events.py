@@ -21,18 +21,23 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from pageholder.service.api.auth import Principal
 from pageholder.service.api.deps import PrincipalDep
 from pageholder.service.api.problems import documented
+from pageholder.service.api.sends import send_within
 from pageholder.service.api.state import ServiceState
 from pageholder.service.core.errors import EventsCompacted, InvalidRequest
 from pageholder.service.core.events import CATEGORIES, Event
 from pageholder.service.core.watchers import EventLog, visible
 from pageholder.service.storage.protocol import DurableStore
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+EVENTS_PATH: Final = "/v1/events"
+#: The scope key of the ``send`` from outside the app's middleware (``StreamBodies``).
+DIRECT_SEND: Final = "pageholder.direct_send"
+
+router = APIRouter(prefix=EVENTS_PATH, tags=["events"])
 log = logging.getLogger("pageholder.events")
 
 EVENT_STREAM: Final = "text/event-stream"
@@ -93,10 +98,17 @@ def frame(event: Event, with_id: bool) -> bytes:
 
 
 def frames(revisions: Sequence[list[Event]]) -> bytes:
-    """Every part, the ``id`` on the last one of each revision: one chunk to send."""
-    return b"".join(
-        frame(event, i == len(parts) - 1) for parts in revisions for i, event in enumerate(parts)
-    )
+    """Every part, the ``id`` on the last one of each revision: one chunk to send.
+    Cost: a lookup per part (each frame is made once, by the first subscriber)."""
+    out: list[bytes] = []
+    append = out.append
+    for parts in revisions:
+        last = parts[-1]
+        for event in parts:
+            with_id = event is last
+            encoded = event.encoded.get(with_id)
+            append(frame(event, with_id) if encoded is None else encoded)
+    return b"".join(out)
 
 
 def parse_types(types: str | None) -> frozenset[str] | None:
@@ -161,8 +173,10 @@ async def stream(
     try:
         if backlog:
             yield frames(backlog)
-        pause = settings.events_flush_interval_s
         while True:
+            # Woken with every other subscriber by the log's ring, at most every
+            # events_flush_interval_s: under load, what piled up meanwhile goes out as
+            # one chunk, one send per subscriber per interval instead of one per revision.
             await watcher.wait()
             if watcher.overflowed:
                 yield _overflow(after)
@@ -171,23 +185,48 @@ async def stream(
             if taken:
                 after = taken[-1][0].rev
                 yield frames(taken)
-            if pause:
-                # Under load, what piles up meanwhile goes out as one chunk: one send
-                # per subscriber per pause instead of one per revision.
-                await asyncio.sleep(pause)
     finally:
         watcher.close()
 
 
 class EventStream(EventSourceResponse):
     """sse-starlette's response; a subscriber dropped for taking no bytes is logged, not
-    a crash (its connection is closed either way)."""
+    a crash (its connection is closed either way). The response's start goes through
+    every middleware; its body chunks go straight to ``scope[DIRECT_SEND]`` when the
+    app put one there (``middleware.StreamBodies``)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        direct: Send | None = scope.get(DIRECT_SEND)
+        if direct is not None:
+            send = _bodies_to(direct, send)
         try:
             await super().__call__(scope, receive, send)
         except SendTimeoutError:
             log.info("dropped an event subscriber that took no bytes for %s s", self.send_timeout)
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        """sse-starlette's per-send deadline without a timer per send (``sends.py``):
+        anyio's ``move_on_after`` cost more than the socket write it guarded, on every
+        send of every stream."""
+        if self.send_timeout is None:
+            await send(message)
+            return
+        try:
+            await send_within(send, message, self.send_timeout)
+        except TimeoutError:
+            raise SendTimeoutError() from None
+
+
+def _bodies_to(direct: Send, send: Send) -> Send:
+    """``send`` for a response's start, ``direct`` for its body."""
+
+    async def split(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            await direct(message)
+        else:
+            await send(message)
+
+    return split
 
 
 def _overflow(after: int) -> bytes:
