@@ -4,9 +4,17 @@ revision of each change, visibility, overflow of a watcher that falls behind."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 from pageholder.service.core.batch import batch_set, batch_unset
-from pageholder.service.core.events import MAX_EVENT_HOLDS, EventBody, EventType, Revision
+from pageholder.service.core.events import (
+    MAX_EVENT_HOLDS,
+    Encoded,
+    EventBody,
+    EventType,
+    Revision,
+    block_event,
+)
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import Holder, PageRef, ReleaseAnswer
 from pageholder.service.core.registry import Registry
@@ -88,3 +96,17 @@ async def test_a_holder_sees_its_own_hold_events_and_every_block_event() -> None
     backlog, blocks = log.subscribe(1, categories=frozenset({"block"}))
     assert [p[0].rev for p in backlog] == [5]
     assert PageRef(1, 0) == (1, 0)  # holds are (pfn, order) pairs
+
+
+def test_an_encoded_report_is_spliced_in_and_weighs_its_entries() -> None:
+    report = {"block": 7, "state": "online", "failures": [{"pfn": 1}, {"pfn": 2}]}
+    encoded = Encoded(json.dumps(report, separators=(",", ":")), weight=2)
+    body = block_event(EventType.BLOCK_OFFLINE_FAILED, 7, encoded)
+    revision = Revision(3, 1.5, [body])
+    (part,) = revision.parts()
+    assert json.loads(part.data)["report"] == report == part.as_dict()["report"]
+    again = Revision.from_json(3, 1.5, revision.to_json())
+    assert again.bodies[0].report == report
+    plain = Revision(3, 1.5, [block_event(EventType.BLOCK_OFFLINE_FAILED, 7, report)])
+    assert json.loads(plain.to_json()) == json.loads(revision.to_json())
+    assert revision.weight == plain.weight == 3  # the body and its two failures

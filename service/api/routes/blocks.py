@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Response
 
-from pageholder.service.api import bigjson, cursors, problems
+from pageholder.service.api import cursors, problems
 from pageholder.service.api.deps import AdminDep, PrincipalDep, RegistryDep, StateDep
 from pageholder.service.api.problems import documented
 from pageholder.service.api.schemas import BlockList, BlockOut, OfflineReportOut, OfflineRequest
+from pageholder.service.core import bigjson
 from pageholder.service.core.errors import BlockNotFound, InvalidRequest, OfflineFailed
 from pageholder.service.core.layout import MemoryBlock
 from pageholder.service.core.model import BlockState, BlockUsage
