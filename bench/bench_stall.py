@@ -134,7 +134,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(body)))
         self.send_header("content-type", "application/json")
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the registry refused an over-long answer on its content-length
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass

@@ -65,6 +65,7 @@ import httpx
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from pageholder.service.core.model import FailureReason, Holder, PageFailure, PageRef, ReleaseAnswer
+from pageholder.service.core.slices import Pacer
 from pageholder.service.webhooks.transport import AddressRefused
 
 __all__ = [
@@ -327,7 +328,7 @@ class WebhookCaller:
             return "failed", ReleaseAnswer.all_failed(chunk, failed, _exc_text(exc))
         except (_TooLarge, _Encoded) as exc:
             return "failed", ReleaseAnswer.all_failed(chunk, failed, str(exc))
-        return _classify(response, content, chunk, self._clock())
+        return await _classify(response, content, chunk, self._clock())
 
 
 def _address_refused(exc: BaseException) -> AddressRefused | None:
@@ -346,7 +347,7 @@ def _timed_out(answer: ReleaseAnswer) -> bool:
     return any(f.reason is FailureReason.RELEASE_TIMEOUT for f in answer.failed.values())
 
 
-def _classify(
+async def _classify(
     response: httpx.Response, content: bytes, chunk: Sequence[PageRef], now: float
 ) -> tuple[str, ReleaseAnswer | _Temporary]:
     status = response.status_code
@@ -355,7 +356,8 @@ def _classify(
         if not content.strip():
             return "released", ReleaseAnswer.all_released(chunk)
         try:
-            answer = _parse_answer(content).normalized(chunk)
+            covered = sum(1 << page.order for page in chunk)
+            answer = (await _parse_answer(content, covered)).normalized(chunk)
         except _Malformed as exc:
             return "failed", ReleaseAnswer.all_failed(chunk, failed, f"malformed answer: {exc}")
         answer.calls = 1
@@ -376,9 +378,13 @@ def _classify(
     return "failed", ReleaseAnswer.all_failed(chunk, failed, detail)
 
 
-def _parse_answer(content: bytes) -> ReleaseAnswer:
+async def _parse_answer(content: bytes, covered: int) -> ReleaseAnswer:
     """``{"released": [pfn...], "failed": [{"pfn": p, "error": "text"}]}``, both optional
-    but not both absent. Raises ``_Malformed`` saying what is wrong."""
+    but not both absent, neither longer than the ``covered`` pages it answers for (a
+    holder may list every page of a multi-page hold, no more). Raises ``_Malformed``
+    saying what is wrong. The failures are checked in time-bounded slices (``Pacer``):
+    4096 of them, each with its own error text, are ~10 ms of work; an error text said
+    many times becomes one ``PageFailure``."""
     try:
         doc = json.loads(content)
     except ValueError:
@@ -388,20 +394,30 @@ def _parse_answer(content: bytes) -> ReleaseAnswer:
     if "released" not in doc and "failed" not in doc:
         raise _Malformed("an object with neither 'released' nor 'failed'")
     released = doc.get("released", [])
+    failures = doc.get("failed", [])
+    for key, listed in (("released", released), ("failed", failures)):
+        if isinstance(listed, list) and len(listed) > covered:
+            raise _Malformed(f"{len(listed)} entries in {key!r} for {covered} page(s) sent")
     if not isinstance(released, list) or not all(_is_pfn(p) for p in released):
         raise _Malformed("'released' must be a list of pfns")
-    failures = doc.get("failed", [])
     if not isinstance(failures, list):
         raise _Malformed("'failed' must be a list of {pfn, error} objects")
     failed: dict[int, PageFailure] = {}
+    said: dict[str, PageFailure] = {}  # error text -> its failure (holders repeat one)
+    pacer = Pacer()
     for item in failures:
         if not isinstance(item, dict) or not _is_pfn(item.get("pfn")):
             raise _Malformed("'failed' must be a list of {pfn, error} objects")
         error = item.get("error", _NOT_REPORTED)
         if not isinstance(error, str):
             raise _Malformed("a failure's 'error' must be a string")
-        text = _one_line(error)[:EXCERPT_CHARS] or _NOT_REPORTED
-        failed[item["pfn"]] = PageFailure(FailureReason.RELEASE_FAILED, text)
+        failure = said.get(error)
+        if failure is None:
+            text = _one_line(error[: EXCERPT_CHARS * 4])[:EXCERPT_CHARS] or _NOT_REPORTED
+            failure = said[error] = PageFailure(FailureReason.RELEASE_FAILED, text)
+        failed[item["pfn"]] = failure
+        if pacer.due():
+            await pacer.pause()
     return ReleaseAnswer(released=set(released), failed=failed)
 
 

@@ -176,7 +176,12 @@ class Receiver:
             body = gzip.compress(json.dumps({"released": released(call)}).encode())
             return Response(body, headers={"content-encoding": "gzip"})
 
+        async def over_listed(call: Call) -> Response:
+            # Every page sent, and then some: more entries than pages it could answer for.
+            return JSONResponse({"released": released(call) + list(range(600))})
+
         answers = {
+            "/over-listed": over_listed,
             "/padded": padded,
             "/padded-stream": padded_stream,
             "/longest": longest,
@@ -614,6 +619,24 @@ async def test_an_answer_longer_than_its_pages_need_fails_every_page(
         f"answer too large: more than {limit} bytes for 3 page(s) (at most 16384 + 256 per page)",
     )
     assert outcomes == ["failed"]
+
+
+async def test_an_answer_listing_more_pages_than_were_sent_fails_every_page(
+    receiver: Receiver, client: httpx.AsyncClient
+) -> None:
+    answer = await WebhookCaller(client)(
+        holder(receiver.base_url + "/over-listed"),
+        PAGES,
+        reason="offline",
+        block=0,
+        deadline=soon(),
+    )
+    covered = 1 + 512 + 1  # PAGES: orders 0, 9 and 0
+    assert answer == ReleaseAnswer.all_failed(
+        PAGES,
+        FailureReason.RELEASE_FAILED,
+        f"malformed answer: 603 entries in 'released' for {covered} page(s) sent",
+    )
 
 
 async def test_the_longest_useful_answer_is_read(
