@@ -225,12 +225,14 @@ async def offline_block(
         )
         report = await asyncio.shield(settling)
     if report.state != BlockState.OFFLINE:
-        raise OfflineFailed(
+        failed = OfflineFailed(
             f"memory block {block_id} stays online: "
             f"{len(report.failures)} hold(s) were not released",
             block=block_id,
             report=report.as_dict(),
         )
+        failed.report_json = report.json
+        raise failed
     return report
 
 

@@ -39,6 +39,8 @@ class OfflineReport:
     duration_ms: float = 0.0
     failures: list[OfflineFailure] = field(default_factory=list)
     reclaimed: list[ReclaimedHold] = field(default_factory=list)
+    #: the report as its last ``encoded`` wrote it (an answer may reuse it)
+    json: str | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain data; its lists are shared, not copied. Cost: O(1)."""
@@ -56,9 +58,10 @@ class OfflineReport:
     async def encoded(self) -> Encoded:
         """The report as compact JSON for an event, its failures encoded in slices.
         Cost: O(failures + reclaimed), in slices."""
-        text = await encode_text(self.as_dict(), ["failures"])
-        return Encoded(text, len(self.failures) + len(self.reclaimed))
+        self.json = await encode_text(self.as_dict(), ["failures"])
+        return Encoded(self.json, len(self.failures) + len(self.reclaimed))
 
     def encoded_now(self) -> Encoded:
         """``encoded`` in one step, for the rare report that must change at the commit."""
-        return Encoded(dumps(self.as_dict()), len(self.failures) + len(self.reclaimed))
+        self.json = dumps(self.as_dict())
+        return Encoded(self.json, len(self.failures) + len(self.reclaimed))

@@ -124,9 +124,14 @@ async def offline(
         )
     except OfflineFailed as failed:
         state.metrics.observe_offline(failed.extra["report"])
-        # Its report may list 32,768 failures: encoded in slices, not in one step.
+        # Its report may list 32,768 failures: encoded for its event already (in slices),
+        # spliced in here; else encoded in slices, not in one step.
         document = problems.document(failed.code, failed.detail, **failed.extra)
-        encoded = await bigjson.encode(document, ["report", "failures"])
+        if failed.report_json is not None:
+            head = bigjson.dumps({k: v for k, v in document.items() if k != "report"})
+            encoded = f'{head[:-1]},"report":{failed.report_json}}}'.encode()
+        else:
+            encoded = await bigjson.encode(document, ["report", "failures"])
         return Response(
             encoded, status_code=document["status"], media_type=problems.PROBLEM_JSON
         )
