@@ -1,4 +1,6 @@
-"""Run benchmarks by name: ``python -m bench [NAME ...]`` (no name: all of them)."""
+"""Run benchmarks by name: ``python -m bench [NAME [ARG ...] ...]`` (no name: all of
+them). Words after a name that are not names are that benchmark's arguments, e.g.
+``python -m bench stall b c`` runs only the stall cases (b) and (c)."""
 
 from __future__ import annotations
 
@@ -25,13 +27,21 @@ BENCHES = {
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(BENCHES)
-    unknown = [name for name in names if name not in BENCHES]
-    if unknown:
-        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHES)}")
-        return 2
-    for name in names:
-        importlib.import_module(BENCHES[name]).main()
+    runs: list[tuple[str, list[str]]] = [(name, []) for name in BENCHES] if not argv else []
+    for word in argv:
+        if word in BENCHES:
+            runs.append((word, []))
+        elif runs:
+            runs[-1][1].append(word)
+        else:
+            print(f"unknown benchmark {word!r}; known: {', '.join(BENCHES)}")
+            return 2
+    for name, args in runs:
+        module = importlib.import_module(BENCHES[name])
+        if args:
+            module.main(args)
+        else:
+            module.main()
     return 0
 
 

@@ -1,12 +1,14 @@
 """Loop stalls: lookup latency while big work runs (issue 11, finding 4).
 
-Run: ``.venv/bin/python -m bench stall``. ``BENCH_QUICK=1`` makes a short run that
-leaves RESULTS.md alone.
+Run: ``.venv/bin/python -m bench stall [CASE ...]`` (cases by letter, e.g. ``b c``: only
+those are run, and only their rows of RESULTS.md are replaced). ``BENCH_QUICK=1`` makes
+a short run that leaves RESULTS.md alone.
 
 One real server (``bench._server``, a durable data directory in a temporary folder,
 one uvicorn worker on 127.0.0.1) and, in this process, a plain HTTP release handler on
 127.0.0.1 that answers as its path says (``/refuse``: 500; ``/big``: 200 with a
-per-page failure list of about 4 MiB; ``/ok``: 204).
+per-page failure list of about 4 MiB; ``/long``: 200 with every page failed, each with
+an error of 200 characters, the longest answer the registry reads; ``/ok``: 204).
 
 A *probe* is a child process (``python -m bench.bench_stall probe URL PFN SECONDS``)
 that looks ``PFN`` up every ``PERIOD_S`` (10 ms) over one keep-alive connection, on a fixed
@@ -20,7 +22,9 @@ and, where the work locks one, in the same zone (Normal):
     (a') the same 65,536 pages given as a ``pages`` list (body validation included);
 (b) offline of a block with 32,768 holds whose holder refuses (500): a report of
     32,768 failures, the block back online, again;
-(c) the same offline with a holder answering ~4 MiB of per-page failures per call;
+(c) the same offline with a holder answering ~4 MiB of per-page failures per call (over
+    the answer limit: refused unread); (c') the same with the longest answers that are
+    read (~0.9 MiB per call of 4096 pages);
 (d) PATCH of a holder without holds (release_url set and unset) with 524,288 holds in
     the registry; (d') the same PATCH of the holder of those 524,288 holds (every
     hold's "no handler" mark follows);
@@ -32,8 +36,10 @@ Target: every p99 during < 50 ms.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -43,7 +49,7 @@ from typing import Any
 
 import httpx
 
-from ._report import header, write_section
+from ._report import RESULTS, header, write_section
 from ._server import BLOCK_PAGES, HOST, NORMAL_START, Row, Server, table
 
 COMMAND = ".venv/bin/python -m bench stall"
@@ -52,7 +58,9 @@ PERIOD_S = 0.01
 TARGET_MS = 50.0
 DMA32_PFN = 8192
 BIG_ANSWER = 4 << 20
+LONG_ERROR = 200
 BATCH = 65536
+CASES = ("a", "a'", "b", "c", "c'", "d", "d'", "e", "f")
 
 
 # --- the probe (child process) ----------------------------------------------------------
@@ -109,6 +117,10 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
         if self.path.endswith("/refuse"):
             self._answer(500, b"pinned by DMA")
+        elif self.path.endswith("/long"):
+            pages = json.loads(body)["pages"]
+            failed = [{"pfn": p["pfn"], "error": "e" * LONG_ERROR} for p in pages]
+            self._answer(200, json.dumps({"released": [], "failed": failed}).encode())
         elif self.path.endswith("/big"):
             pages = json.loads(body)["pages"]
             error = "x" * max(1, BIG_ANSWER // max(1, len(pages)) - 30)
@@ -122,7 +134,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(body)))
         self.send_header("content-type", "application/json")
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the registry refused an over-long answer on its content-length
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
@@ -177,8 +192,8 @@ class Bench:
         return [p99(r) for r in results]
 
 
-async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
-    """(case, probed zone, idle p99, p99 during) for every row."""
+async def measure(seconds: float, cases: set[str]) -> list[tuple[str, str, float, float]]:
+    """(case, probed zone, idle p99, p99 during) for every row of ``cases``."""
     rows: list[tuple[str, str, float, float]] = []
     received = ThreadingHTTPServer((HOST, 0), Handler)
     threading.Thread(target=received.serve_forever, daemon=True).start()
@@ -189,6 +204,7 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
             await b.holder("bulk", "ok")
             await b.holder("refuser", "refuse")
             await b.holder("talker", "big")
+            await b.holder("longtalker", "long")
             await b.holder("quiet", None)
             await b.holder("many", None)
             normal_probe = 120 * BLOCK_PAGES  # a Normal pfn (block 120) no case touches
@@ -205,10 +221,11 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
                 await b.batch("bulk", start, BATCH)
                 await b.batch("bulk", start, BATCH, unset=True)
 
-            row(
-                "(a) 65,536-page batch-set + batch-unset (a range)",
-                *await b.during(batches, [DMA32_PFN, normal_probe]),
-            )
+            if "a" in cases:
+                row(
+                    "(a) 65,536-page batch-set + batch-unset (a range)",
+                    *await b.during(batches, [DMA32_PFN, normal_probe]),
+                )
             pages = [{"pfn": start + i, "order": 0} for i in range(BATCH)]
             set_body = json.dumps({"holder": "bulk", "pages": pages}).encode()
             unset_body = json.dumps({"pages": pages}).encode()
@@ -222,20 +239,30 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
                     )
                     answer.raise_for_status()
 
-            row(
-                "(a') the same as a 65,536-entry pages list",
-                *await b.during(page_batches, [DMA32_PFN, normal_probe]),
-            )
+            if "a'" in cases:
+                row(
+                    "(a') the same as a 65,536-entry pages list",
+                    *await b.during(page_batches, [DMA32_PFN, normal_probe]),
+                )
 
-            # (b), (c): a block of 32,768 holds whose holder does not release them
-            for case, holder, block in (
+            # (b), (c), (c'): a block of 32,768 holds whose holder does not release them
+            for letter, case, holder, block in (
                 (
+                    "b",
                     "(b) offline of 32,768 holds, all refused (report of 32,768 failures)",
                     "refuser",
                     40,
                 ),
-                ("(c) offline of 32,768 holds, ~4 MiB answers", "talker", 41),
+                ("c", "(c) offline of 32,768 holds, ~4 MiB answers (refused unread)", "talker", 41),
+                (
+                    "c'",
+                    "(c') offline of 32,768 holds, the longest answers read (~0.9 MiB a call)",
+                    "longtalker",
+                    42,
+                ),
             ):
+                if letter not in cases:
+                    continue
                 await b.batch(holder, block * BLOCK_PAGES, BLOCK_PAGES)
 
                 async def offline(block: int = block) -> None:
@@ -245,6 +272,8 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
                 row(case, *await b.during(offline, [DMA32_PFN, normal_probe]))
 
             # (d): 524,288 holds in the registry, all of one holder
+            if not cases & {"d", "d'", "e", "f"}:
+                return rows
             first = 48 * BLOCK_PAGES
             for n in range(8):
                 await b.batch("many", first + n * BATCH, BATCH)
@@ -262,14 +291,16 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
             async def patch_many() -> None:
                 await patch("many")
 
-            row(
-                "(d) PATCH of a holder without holds, 524,288 holds in the registry",
-                *await b.during(patch_quiet, [DMA32_PFN]),
-            )
-            row(
-                "(d') PATCH of the holder of 524,288 holds (release_url set/unset)",
-                *await b.during(patch_many, [DMA32_PFN, normal_probe]),
-            )
+            if "d" in cases:
+                row(
+                    "(d) PATCH of a holder without holds, 524,288 holds in the registry",
+                    *await b.during(patch_quiet, [DMA32_PFN]),
+                )
+            if "d'" in cases:
+                row(
+                    "(d') PATCH of the holder of 524,288 holds (release_url set/unset)",
+                    *await b.during(patch_many, [DMA32_PFN, normal_probe]),
+                )
 
             # (e) a holder's oversized batch
             over = [{"pfn": start + i, "order": 0} for i in range(70_000)]
@@ -283,10 +314,11 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
                 answer = await b.admin.post("/v1/holds/batch-set", content=over_body, headers=bulk)
                 assert answer.status_code == 413, answer.text
 
-            row(
-                "(e) a holder's batch of 70,000 pages (413)",
-                *await b.during(oversized, [DMA32_PFN]),
-            )
+            if "e" in cases:
+                row(
+                    "(e) a holder's batch of 70,000 pages (413)",
+                    *await b.during(oversized, [DMA32_PFN]),
+                )
 
             # (f) four anonymous 8 MiB bodies at a time
             anon_body = b'{"pages": [' + b" " * ((8 << 20) - 40) + b"]}"
@@ -298,7 +330,11 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
                     )
                 assert all(a.status_code == 401 for a in answers)
 
-            row("(f) four unauthenticated 8 MiB bodies", *await b.during(anonymous, [DMA32_PFN]))
+            if "f" in cases:
+                row(
+                    "(f) four unauthenticated 8 MiB bodies",
+                    *await b.during(anonymous, [DMA32_PFN]),
+                )
         finally:
             await b.admin.aclose()
             received.shutdown()
@@ -328,12 +364,24 @@ def rows_of(measured: list[tuple[str, str, float, float]]) -> list[Row]:
     return out
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
+    cases = set(args or CASES)
+    unknown = sorted(cases - set(CASES))
+    if unknown:
+        raise SystemExit(f"unknown case(s) {', '.join(unknown)}; cases: {' '.join(CASES)}")
     quick = bool(os.environ.get("BENCH_QUICK"))
     seconds = 2.0 if quick else 5.0
     began = time.monotonic()
-    rows = rows_of(asyncio.run(measure(seconds)))
-    text = header(SECTION, COMMAND, time.monotonic() - began) + (
+    rows = rows_of(asyncio.run(measure(seconds, cases)))
+    took = time.monotonic() - began
+    load = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    if args:
+        command = f"{COMMAND} {' '.join(a for a in CASES if a in cases)}"
+        print(table(rows))
+        if not quick:
+            replace_rows(rows, [a for a in CASES if a in cases], command, took, load)
+        return
+    text = header(SECTION, COMMAND, took, f", load average at the end {load}") + (
         f"Lookups every {PERIOD_S * 1000:g} ms for {seconds:g} s per probe, latency counted"
         " from when each was due (see bench/bench_stall.py for the cases).\n\n" + table(rows) + "\n"
     )
@@ -342,8 +390,42 @@ def main() -> None:
         write_section(SECTION, text)
 
 
+def replace_rows(rows: list[Row], cases: list[str], command: str, took: float, load: str) -> None:
+    """Put a partial run's rows in place of those cases' rows in the section's table (in
+    case order) and say under the table when and how they were measured."""
+    text = RESULTS.read_text()
+    section = re.search(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", text, re.S | re.M)
+    if section is None:
+        raise SystemExit(f"no {SECTION!r} section in {RESULTS} to update: run every case")
+    lines = section.group(0).splitlines()
+    fresh = table(rows).splitlines()[2:]
+    body = [i for i, line in enumerate(lines) if re.match(r"\| \([a-z]'?\) ", line)]
+    if not body:
+        raise SystemExit(f"no rows in the {SECTION!r} table")
+
+    def letter(line: str) -> str:
+        return line[3 : line.index(")")]
+
+    kept = [lines[i] for i in body if letter(lines[i]) not in cases]
+    merged = sorted(kept + fresh, key=lambda line: CASES.index(letter(line)))
+    labels = ", ".join(f"({c})" for c in cases)
+    note = (
+        f"Rows {labels} rerun alone: `{command}` ({took:.0f} s), "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
+        f"load average at the end {load}; their baseline is that run's idle probe."
+    )
+    notes = [line for line in lines if line.startswith("Rows ") and f"{labels} rerun" not in line]
+    out = lines[: body[0]] + merged + [""] + [*notes, note]
+    rest = [line for line in lines[body[-1] + 1 :] if not line.startswith("Rows ")]
+    while rest and rest[0] == "":
+        rest.pop(0)
+    out += ["", *rest]
+    new = text.replace(section.group(0), "\n".join(out).rstrip("\n") + "\n\n")
+    RESULTS.write_text(new.rstrip("\n") + "\n")
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["probe"]:
         probe(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     else:
-        main()
+        main(sys.argv[1:])

@@ -124,7 +124,11 @@ class NoReleaseHandler(Conflict):
 
 
 class OfflineFailed(Conflict):
+    """``extra["report"]`` is the report; ``report_json`` the same report encoded already
+    (for its event), which an answer may splice in instead of encoding it again."""
+
     code = "offline_failed"
+    report_json: str | None = None
 
 
 class LeaseExpired(Conflict):

@@ -24,6 +24,12 @@ them, whereas a list stays tracked and every full collection would visit each of
 items. A revision of 10^6 holds then costs a full collection nothing per hold (a
 reclaim of 10^6 holds kept 1,000 such lists: ~20 ms more per full collection, each one
 a stall of the event loop).
+
+A big report (an offline's, with up to a failure per hold) travels encoded already
+(``Encoded``): its owner encodes it in slices before submitting, and the store's row and
+every part's data splice that text in. So it is never encoded in one step (on the loop
+or, holding the GIL, on the store's writer thread) and the revisions kept in memory
+hold one string instead of a dict per failure.
 """
 
 from __future__ import annotations
@@ -69,6 +75,14 @@ HoldRef = tuple[int, int]
 HoldRefs = tuple[HoldRef, ...]
 
 
+class Encoded(NamedTuple):
+    """A value encoded already (compact JSON), spliced in as it is; ``weight`` is what
+    keeping it costs, counted like holds (a report: its failures and reclaimed holds)."""
+
+    text: str
+    weight: int
+
+
 class EventBody(NamedTuple):
     """One thing a change did. ``previous``: the holders a ``hold.overwritten`` took
     pages from (they see the event too)."""
@@ -77,8 +91,20 @@ class EventBody(NamedTuple):
     holder: str | None = None
     holds: HoldRefs = ()
     block: int | None = None
-    report: dict[str, Any] | None = None
+    report: dict[str, Any] | Encoded | None = None
     previous: tuple[str, ...] = ()
+
+    @property
+    def weight(self) -> int:
+        """One for the body, one per hold and one per entry of its report."""
+        report = self.report
+        if isinstance(report, Encoded):
+            entries = report.weight
+        elif report is not None:
+            entries = len(report.get("failures", ())) + len(report.get("reclaimed", ()))
+        else:
+            entries = 0
+        return 1 + len(self.holds) + entries
 
 
 def holder_event(kind: EventType, name: str, holds: HoldRefs = ()) -> EventBody:
@@ -98,7 +124,9 @@ def hold_events(
     ]
 
 
-def block_event(kind: EventType, block: int, report: dict[str, Any] | None = None) -> EventBody:
+def block_event(
+    kind: EventType, block: int, report: dict[str, Any] | Encoded | None = None
+) -> EventBody:
     return EventBody(kind, block=block, report=report)
 
 
@@ -148,6 +176,26 @@ class Event:
         )
 
     def as_dict(self) -> dict[str, Any]:
+        report = self.body.report
+        doc = self._fields()
+        doc["report"] = json.loads(report.text) if isinstance(report, Encoded) else report
+        return doc
+
+    @property
+    def data(self) -> str:
+        """The JSON of ``as_dict()``, made once and shared by every subscriber (an encoded
+        report spliced in, as the last key)."""
+        if self._data is None:
+            report = self.body.report
+            if isinstance(report, Encoded):
+                text = json.dumps(self._fields(), separators=(",", ":"))
+                self._data = text[:-1] + ',"report":' + report.text + "}"
+            else:
+                self._data = json.dumps(self.as_dict(), separators=(",", ":"))
+        return self._data
+
+    def _fields(self) -> dict[str, Any]:
+        """Everything but the report."""
         body = self.body
         return {
             "rev": self.rev,
@@ -158,16 +206,8 @@ class Event:
             "holder": body.holder,
             "holds": [{"pfn": pfn, "order": order} for pfn, order in self.holds],
             "block": body.block,
-            "report": body.report,
             "previous": list(body.previous),
         }
-
-    @property
-    def data(self) -> str:
-        """The JSON of ``as_dict()``, made once and shared by every subscriber."""
-        if self._data is None:
-            self._data = json.dumps(self.as_dict(), separators=(",", ":"))
-        return self._data
 
 
 class Revision:
@@ -183,8 +223,8 @@ class Revision:
 
     @property
     def weight(self) -> int:
-        """What keeping it costs, roughly: one per part and one per hold."""
-        return len(self.bodies) + sum(len(b.holds) for b in self.bodies)
+        """What keeping it costs, roughly: one per body, hold and report entry."""
+        return sum(b.weight for b in self.bodies)
 
     def parts(self) -> list[Event]:
         """Its events, bodies cut at ``MAX_EVENT_HOLDS`` holds; made once. Cost: O(holds)."""
@@ -207,11 +247,9 @@ class Revision:
     # -- what the store keeps ------------------------------------------------------------
 
     def to_json(self) -> str:
-        """The bodies as the store keeps them (compact; ``from_json`` reads it back)."""
-        return json.dumps(
-            [[b.type.value, b.holder, b.holds, b.block, b.report, b.previous] for b in self.bodies],
-            separators=(",", ":"),
-        )
+        """The bodies as the store keeps them (compact; ``from_json`` reads it back; an
+        encoded report is spliced in)."""
+        return "[" + ",".join(_body_json(b) for b in self.bodies) + "]"
 
     @classmethod
     def from_json(cls, rev: int, time: float, text: str) -> Revision:
@@ -227,3 +265,14 @@ class Revision:
             for kind, holder, holds, block, report, previous in json.loads(text)
         ]
         return cls(rev, time, bodies)
+
+
+def _body_json(b: EventBody) -> str:
+    report = b.report
+    if not isinstance(report, Encoded):
+        return json.dumps(
+            [b.type.value, b.holder, b.holds, b.block, report, b.previous], separators=(",", ":")
+        )
+    head = json.dumps([b.type.value, b.holder, b.holds, b.block], separators=(",", ":"))
+    tail = json.dumps(b.previous, separators=(",", ":"))
+    return f"{head[:-1]},{report.text},{tail}]"

@@ -1,17 +1,21 @@
 """Taking a memory block offline (hot-remove), the way the kernel's ``offline_pages()`` does.
 
     isolate   under the zone's write lock: the block becomes ``going_offline`` (from now
-              on no hold may start in it), every hold that intersects it is looked up
-              and marked ``releasing`` (a multi-order hold reaching past the block is
-              released whole)
+              on no hold may start in it, and no single-page release of one of its
+              holds: ``Registry.release`` refuses it), then every hold that intersects
+              it is looked up and marked ``releasing`` (a multi-order hold reaching past
+              the block is released whole), slice by slice, the lock taken per slice
     reclaim   with ``reclaim_orphans``: the holds of expired holders (``orphaned``) are
               erased without a call, and listed under ``reclaimed``
     release   no lock held: holds without a release handler fail at once; every other
               holder gets ONE call with all of its pages in the block (the webhook
               caller splits it in chunks), holders concurrently with a bound, the whole
               round under ``deadline_s``
-    commit    under the write lock: released holds are erased; if nothing is left held
-              the block is ``offline``
+    settle    under the write lock, slice by slice: released holds are erased, the
+              others are ``held`` again
+    commit    the report is encoded (in slices, no lock); then under the write lock, in
+              one step: if nothing is left held the block is ``offline``, and the erased
+              holds, the state and the report are journaled as one revision
     cancel    otherwise (MEM_CANCEL_OFFLINE): the block is ``online`` again, unreleased
               holds are ``held`` again, released ones stay released
 
@@ -19,7 +23,16 @@ An orphaned hold that is not reclaimed is still asked for (its holder may only b
 off), but briefly: a failure then says ``lease_expired`` (``Registry.call_holder``).
 
 Answers that arrive after the deadline are never seen: the round's tasks are cancelled
-when it ends, and the settle happens once, under the lock, after that.
+when it ends, and the settle happens once, after that.
+
+Why the zone's readers and writers may come in between the slices of isolate and
+settle: from the moment the block is ``going_offline`` nobody else can start a hold or
+a release in it, so what they can see or do there is what they could between two
+single-page releases: a hold already ``releasing`` or not yet, already erased or
+``held`` again (and then theirs to unset). Erasures are journaled at the commit, after
+the memory change, as every change is; whatever is submitted in between touches other
+pages. The block's state changes in one step, at the commit. Every slice is bounded by
+time (``Pacer``); no lock is held across the wait for the holders.
 
 This module owns the blocks' states (``BlockStates``): only it changes them; the
 registry asks it whether a hold may start (``check_online``) and recovery hands it what
@@ -30,10 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 from pageholder.service.core.errors import (
     BlockNotFound,
@@ -55,11 +65,22 @@ from pageholder.service.core.model import (
     PageRef,
     ReleaseAnswer,
 )
+from pageholder.service.core.offline_report import OfflineFailure, OfflineReport, ReclaimedHold
 from pageholder.service.core.radix import Entry
 from pageholder.service.core.registry import Registry
 from pageholder.service.core.rules import DEFAULT_DEADLINE_S
-from pageholder.service.core.slices import SLICE, pause
+from pageholder.service.core.slices import Pacer
 from pageholder.service.core.zone import RELEASING, ZoneHolds
+
+__all__ = [
+    "HOLDER_CONCURRENCY",
+    "BlockStates",
+    "OfflineFailure",
+    "OfflineReport",
+    "ReclaimedHold",
+    "offline_block",
+    "online_block",
+]
 
 HOLDER_CONCURRENCY = 16
 
@@ -93,6 +114,17 @@ class BlockStates:
                     f"memory block {block} is {state.value}", block=block, state=state.value
                 )
 
+    def offlining(self, start: int, end: int) -> bool:
+        """Whether a block of ``[start, end)`` is going offline (its holds are the
+        offline's to release). Cost: O(1) while every block is online."""
+        if not self._states:
+            return False
+        per_block = self._layout.pages_per_block
+        return any(
+            self._states.get(block) is BlockState.GOING_OFFLINE
+            for block in range(start // per_block, (end - 1) // per_block + 1)
+        )
+
     def recover(self, stored: Mapping[int, str]) -> None:
         """Take what the store kept: ``offline`` blocks stay offline; anything else (a
         ``going_offline`` that a crash interrupted) comes back online."""
@@ -119,59 +151,6 @@ class BlockStates:
         else:
             self._states[block] = state
         return block_op(block, state)
-
-
-@dataclass(frozen=True, slots=True)
-class OfflineFailure:
-    holder: str
-    pfn: int
-    order: int
-    reason: str
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReclaimedHold:
-    holder: str
-    pfn: int
-    order: int
-
-
-@dataclass(slots=True)
-class OfflineReport:
-    block: int
-    state: str
-    released_pages: int = 0
-    released_holds: int = 0
-    webhook_calls: int = 0
-    duration_ms: float = 0.0
-    failures: list[OfflineFailure] = field(default_factory=list)
-    reclaimed: list[ReclaimedHold] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The report as plain data. Written out: ``dataclasses.asdict`` deep-copies
-        field by field, a third of a second for 32,768 failures in one step."""
-        return {
-            "block": self.block,
-            "state": self.state,
-            "released_pages": self.released_pages,
-            "released_holds": self.released_holds,
-            "webhook_calls": self.webhook_calls,
-            "duration_ms": self.duration_ms,
-            "failures": [
-                {
-                    "holder": f.holder,
-                    "pfn": f.pfn,
-                    "order": f.order,
-                    "reason": f.reason,
-                    "detail": f.detail,
-                }
-                for f in self.failures
-            ],
-            "reclaimed": [
-                {"holder": r.holder, "pfn": r.pfn, "order": r.order} for r in self.reclaimed
-            ],
-        }
 
 
 async def offline_block(
@@ -203,7 +182,8 @@ async def offline_block(
     reclaim: set[int] = set()
     calls = 0
     try:
-        by_holder: dict[Holder, list[Entry]] = defaultdict(list)
+        by_holder: dict[Holder, list[PageRef]] = {}
+        pacer = Pacer()
         for entry in entries:
             holder = entry.value
             assert isinstance(holder, Holder)
@@ -211,12 +191,17 @@ async def offline_block(
                 reclaim.add(entry.head)
                 answers[entry.head] = None  # erased at the commit, nobody asked
             elif holder.has_release_handler:
-                by_holder[holder].append(entry)
+                refs = by_holder.get(holder)
+                if refs is None:
+                    refs = by_holder[holder] = []
+                refs.append(PageRef(entry.head, entry.order))
             else:
                 answers[entry.head] = PageFailure(
                     FailureReason.NO_RELEASE_HANDLER,
                     f"holder {holder.name!r} has no release handler",
                 )
+            if pacer.due():
+                await pacer.pause()
         calls = await _release_round(
             registry, block_id, by_holder, answers, deadline_s, concurrency
         )
@@ -240,12 +225,14 @@ async def offline_block(
         )
         report = await asyncio.shield(settling)
     if report.state != BlockState.OFFLINE:
-        raise OfflineFailed(
+        failed = OfflineFailed(
             f"memory block {block_id} stays online: "
             f"{len(report.failures)} hold(s) were not released",
             block=block_id,
             report=report.as_dict(),
         )
+        failed.report_json = report.json
+        raise failed
     return report
 
 
@@ -264,40 +251,66 @@ async def _isolate(
                 raise BlockNotOnline(
                     f"memory block {block_id} is {state.value}", block=block_id, state=state.value
                 )
-            tree = zh.tree
-            busy = [e for e in tree.marked(RELEASING, start, end)]
+            busy = [e for e in zh.tree.marked(RELEASING, start, end)]
             if not busy:
                 registry.blocks._set(block_id, BlockState.GOING_OFFLINE)  # never journaled
-                entries: list[Entry] = []
-                # In slices, the zone write-locked across the pauses: nobody sees the
-                # block half marked, other zones go on meanwhile.
-                try:
-                    for entry in tree.items(start, end):
-                        tree.set_mark(entry.head, RELEASING)
-                        entries.append(entry)
-                        if len(entries) % SLICE == 0:
-                            await pause()
-                except asyncio.CancelledError:  # shutdown: as if it never started
-                    for entry in entries:
-                        tree.clear_mark(entry.head, RELEASING)
-                    registry.blocks._set(block_id, BlockState.ONLINE)
-                    raise
                 # Its own revision (the event is kept; the state is not). Not awaited: the
                 # settle's revision comes after it in the journal whatever happens.
                 going = [block_event(EventType.BLOCK_GOING_OFFLINE, block_id)]
                 registry.submit([], _nothing_to_undo, going)
-                return entries
+                break
             waits = [registry.release_in_flight(zh, e) for e in busy]
         # No lock while a single-page release finishes (it is bounded by its timeout).
         await asyncio.gather(*(w for w in waits if w is not None), return_exceptions=True)
         if all(w is None for w in waits):
             await asyncio.sleep(0.01)  # marked by a settle that is about to run
+    entries: list[Entry] = []
+    try:
+        await _mark(zh, start, end, entries)
+    except asyncio.CancelledError:  # shutdown: as if it never started
+        await asyncio.shield(asyncio.create_task(_unmark(registry, zh, block_id, entries)))
+        raise
+    return entries
+
+
+async def _mark(zh: ZoneHolds, start: int, end: int, entries: list[Entry]) -> None:
+    """Mark every hold intersecting ``[start, end)`` releasing, appending it to
+    ``entries``; the zone's write lock is taken per slice. Holds cannot start in the
+    block meanwhile; one unset before it is marked is simply not there any more."""
+    tree = zh.tree
+    at = start
+    while at < end:
+        async with zh.lock.writer_lock:
+            pacer = Pacer()
+            for entry in tree.items(at, end):
+                tree.set_mark(entry.head, RELEASING)
+                entries.append(entry)
+                at = entry.head + (1 << entry.order)  # holds never overlap: resume there
+                if pacer.due():
+                    break
+            else:
+                return
+        await pacer.pause()
+
+
+async def _unmark(registry: Registry, zh: ZoneHolds, block_id: int, entries: list[Entry]) -> None:
+    """Take an interrupted isolate back: the marked holds (still there) and the block."""
+    async with zh.lock.writer_lock:
+        for entry in entries:
+            holder = entry.value
+            assert isinstance(holder, Holder)
+            if zh.current(entry.head, entry.stamp, holder) is not None:
+                zh.tree.clear_mark(entry.head, RELEASING)
+        registry.blocks._set(block_id, BlockState.ONLINE)
+        # Watchers were told it is going offline: tell them it is not (never journaled).
+        online = [block_event(EventType.BLOCK_ONLINE, block_id)]
+        registry.submit([], _nothing_to_undo, online)
 
 
 async def _release_round(
     registry: Registry,
     block_id: int,
-    by_holder: dict[Holder, list[Entry]],
+    by_holder: dict[Holder, list[PageRef]],
     answers: dict[int, PageFailure | None],
     deadline_s: float,
     concurrency: int,
@@ -307,8 +320,7 @@ async def _release_round(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + deadline_s
 
-    async def ask(holder: Holder, held: list[Entry]) -> ReleaseAnswer:
-        refs = [PageRef(e.head, e.order) for e in held]
+    async def ask(holder: Holder, refs: list[PageRef]) -> ReleaseAnswer:
         async with bound:
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -327,11 +339,17 @@ async def _release_round(
     holders = list(by_holder)
     results = await asyncio.gather(*(ask(h, by_holder[h]) for h in holders))
     calls = 0
+    pacer = Pacer()
     for answer in results:
         calls += answer.calls
         for pfn in answer.released:
             answers[pfn] = None
-        answers.update(answer.failed)
+            if pacer.due():
+                await pacer.pause()
+        for pfn, failure in answer.failed.items():
+            answers[pfn] = failure
+            if pacer.due():
+                await pacer.pause()
     return calls
 
 
@@ -347,55 +365,74 @@ async def _settle(
     calls: int,
     started: float,
 ) -> OfflineReport:
+    """Put every hold of ``entries`` back (erased or held), then commit; no cancellation
+    can land in it: the offline's finally awaits it shielded."""
     report = OfflineReport(block_id, BlockState.ONLINE.value, webhook_calls=calls)
     unanswered = PageFailure(FailureReason.DEADLINE_EXCEEDED, "the offline ended before an answer")
     erased: list[Hold] = []
     reclaimed: list[Hold] = []
-    async with zh.lock.writer_lock:
-        # In slices, the zone write-locked across the pauses (``core.slices``): the
-        # settle is one step for this zone's readers, other zones go on meanwhile. No
-        # cancellation can land in it: the offline's finally awaits it shielded.
-        for n, entry in enumerate(entries, 1):
-            if n % SLICE == 0:
-                await pause()
-            holder = entry.value
-            assert isinstance(holder, Holder)
-            if zh.current(entry.head, entry.stamp, holder) is None:
-                continue  # gone meanwhile (its holder's holds were reclaimed): not held
-            failure = answers.get(entry.head, unanswered)
-            if zh.settle(entry, failure is None, failure and failure.detail):
-                hold = Hold(entry.head, entry.order, holder, HoldState.HELD, entry.stamp)
-                if entry.head in reclaim:
-                    reclaimed.append(hold)
-                    report.reclaimed.append(ReclaimedHold(holder.name, entry.head, entry.order))
-                    registry.leases.reclaimed(holder, [hold])
-                    continue
-                erased.append(hold)
-                report.released_holds += 1
-                report.released_pages += 1 << entry.order
-            elif failure is not None:
-                report.failures.append(
-                    OfflineFailure(
-                        holder.name, entry.head, entry.order, failure.reason.value, failure.detail
+    failures = report.failures
+    n = 0
+    while n < len(entries):
+        async with zh.lock.writer_lock:
+            pacer = Pacer()
+            while n < len(entries):
+                entry = entries[n]
+                n += 1
+                holder = entry.value
+                assert isinstance(holder, Holder)
+                failure = answers.get(entry.head, unanswered)
+                if zh.settle(entry, failure is None, failure and failure.detail):
+                    hold = Hold(entry.head, entry.order, holder, HoldState.HELD, entry.stamp)
+                    if entry.head in reclaim:
+                        reclaimed.append(hold)
+                        report.reclaimed.append(
+                            ReclaimedHold(holder=holder.name, pfn=entry.head, order=entry.order)
+                        )
+                        registry.leases.reclaimed(holder, [hold])
+                    else:
+                        erased.append(hold)
+                        report.released_holds += 1
+                        report.released_pages += 1 << entry.order
+                elif failure is not None and zh.current(entry.head, entry.stamp, holder):
+                    # (not gone meanwhile: a hold reclaimed with its holder is not held)
+                    failures.append(
+                        OfflineFailure(
+                            holder=holder.name,
+                            pfn=entry.head,
+                            order=entry.order,
+                            reason=failure.reason.value,
+                            detail=failure.detail,
+                        )
                     )
-                )
+                if pacer.due():
+                    break
+        await pacer.pause()
+    if not failures:
+        report.state = BlockState.OFFLINE.value
+    report.duration_ms = round((time.monotonic() - started) * 1000, 3)
+    encoded = await report.encoded()
+    async with zh.lock.writer_lock:
+        # One step: the block's state and the revision that journals the settle.
         more: list[Op] = []
-        if not report.failures and zh.tree.count_entries(start, end) == 0:
+        if not failures and zh.tree.count_entries(start, end) == 0:
             more.append(registry.blocks._set(block_id, BlockState.OFFLINE))
-            report.state = BlockState.OFFLINE.value
         else:
             registry.blocks._set(block_id, BlockState.ONLINE)  # going_offline was not journaled
+            if report.state != BlockState.ONLINE.value:
+                # A hold came back meanwhile (an unwound commit restored it): not offline.
+                report.state = BlockState.ONLINE.value
+                encoded = report.encoded_now()
 
         def undo() -> None:  # the commit failed: the block is online, holds held again
             registry.blocks._set(block_id, BlockState.ONLINE)
 
-        report.duration_ms = round((time.monotonic() - started) * 1000, 3)
         outcome = (
             EventType.BLOCK_OFFLINE
             if report.state == BlockState.OFFLINE.value
             else EventType.BLOCK_OFFLINE_FAILED
         )
-        events: list[EventBody] = [block_event(outcome, block_id, report.as_dict())]
+        events: list[EventBody] = [block_event(outcome, block_id, encoded)]
         pending = registry.journal_erased(zh, erased, more, undo, events, reclaimed)
     await registry.durable(pending)
     return report

@@ -651,7 +651,9 @@ class Registry:
             if task is None:
                 holder = entry.value
                 assert isinstance(holder, Holder)
-                if tree.get_mark(entry.head, RELEASING):
+                if tree.get_mark(entry.head, RELEASING) or self.blocks.offlining(
+                    entry.head, entry.head + (1 << entry.order)
+                ):  # (an offline marks its block's holds slice by slice: all are its)
                     raise PageReleasing(
                         f"pfn {entry.head} is being released by an offline",
                         head_pfn=entry.head,

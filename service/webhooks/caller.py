@@ -16,10 +16,14 @@ How an attempt's answer is read (``observe`` outcome in brackets)::
                                          per page; a page in neither  [released,
                                          list failed                   partial, failed]
     2xx, anything else                   release_failed "malformed"   [failed]
+    2xx, longer than ``answer_limit``     release_failed "answer too   [failed]
+                                         large"; read no further
     3xx                                  release_failed (not followed)[failed]
     409 423 429 503                      temporary: retry after       [temporary]
                                          Retry-After or backoff
     any other status                     release_failed "HTTP <s>: .."[failed]
+                                         (of a non-2xx body only its first
+                                         ``answer_limit`` bytes are read)
     no answer within the timeout         release_timeout              [timeout]
     connection / transport error         holder_unreachable           [unreachable]
     an address the policy forbids        holder_unreachable "address  [refused]
@@ -34,6 +38,11 @@ up to ``backoff_max_s``, so ``Retry-After: 0`` cannot make it hammer a holder. A
 makes at most ``max_calls`` attempts; then its pages fail with ``release_failed``. A
 wait that would end past the deadline is not slept: the chunk fails at once. The caller
 never raises for what a holder does.
+
+An answer is hostile input: its size is bounded by what it can legitimately say
+(``answer_limit``: a few KiB plus ``ANSWER_BYTES_PER_PAGE`` per page sent, so at most
+about 1 MiB for a chunk of 4096), checked against ``content-length`` before reading and
+while streaming; a holder cannot make the registry buffer or parse more.
 """
 
 from __future__ import annotations
@@ -56,24 +65,33 @@ import httpx
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from pageholder.service.core.model import FailureReason, Holder, PageFailure, PageRef, ReleaseAnswer
+from pageholder.service.core.slices import Pacer
 from pageholder.service.webhooks.transport import AddressRefused
 
 __all__ = [
     "DEFAULT_MAX_CALLS",
     "DEFAULT_RETRY_MAX_S",
     "DEFAULT_RETRY_MIN_S",
+    "ANSWER_BASE_BYTES",
+    "ANSWER_BYTES_PER_PAGE",
     "MAX_ANSWER_BYTES",
     "TEMPORARY_STATUSES",
     "WebhookCaller",
+    "answer_limit",
     "new_webhook_secret",
 ]
 
 #: Statuses that mean "not now": the delivery is retried until the deadline.
 TEMPORARY_STATUSES: Final = frozenset({409, 423, 429, 503})
-#: A holder's answer is read up to this size; a longer one is a failure.
-MAX_ANSWER_BYTES: Final = 4 << 20
 #: How much of a holder's answer goes into a failure's detail.
 EXCERPT_CHARS: Final = 200
+#: What one page sent may add to an answer: its failure, ``{"pfn": p, "error": "..."}``
+#: with an error as long as the part of it that is kept (``EXCERPT_CHARS``), and spaces.
+ANSWER_BYTES_PER_PAGE: Final = 256
+#: What an answer may take besides its pages: the object, its keys, a refusal's text.
+ANSWER_BASE_BYTES: Final = 16 << 10
+#: No answer is read past this size, however many pages it answers for.
+MAX_ANSWER_BYTES: Final = 4 << 20
 #: Attempts one delivery may make (temporary answers included) unless told otherwise.
 DEFAULT_MAX_CALLS: Final = 20
 #: The minimum wait between two attempts of a delivery, and the most it grows to.
@@ -81,6 +99,15 @@ DEFAULT_RETRY_MIN_S: Final = 0.05
 DEFAULT_RETRY_MAX_S: Final = 2.0
 
 _NOT_REPORTED: Final = "refused by the holder"
+
+
+def answer_limit(pages: int) -> int:
+    """The most bytes a holder's answer to a call for ``pages`` pages may have: a 2xx
+    answer that is longer fails every page of the call; of any other answer only this
+    much is read. A release answer lists at most the pages it was sent, so anything
+    longer is padding; reading it whole would let a holder make the registry buffer and
+    parse megabytes per call (and hold the event loop while it does)."""
+    return min(MAX_ANSWER_BYTES, ANSWER_BASE_BYTES + ANSWER_BYTES_PER_PAGE * pages)
 
 
 def new_webhook_secret() -> str:
@@ -97,11 +124,22 @@ class _Temporary:
 
 
 class _TooLarge(Exception):
-    pass
+    def __init__(self, limit: int, pages: int) -> None:
+        super().__init__(
+            f"answer too large: more than {limit} bytes for {pages} page(s)"
+            f" (at most {ANSWER_BASE_BYTES} + {ANSWER_BYTES_PER_PAGE} per page)"
+        )
 
 
 class _Malformed(Exception):
     pass
+
+
+class _Encoded(Exception):
+    def __init__(self, encoding: str) -> None:
+        super().__init__(
+            f"malformed answer: content-encoding {encoding[:40]!r} (asked for identity)"
+        )
 
 
 class WebhookCaller:
@@ -206,9 +244,7 @@ class WebhookCaller:
             last = result
             if calls >= self._max_calls:
                 detail = f"gave up after {calls} attempts; last answer {last.detail}"
-                return ReleaseAnswer.all_failed(
-                    chunk, FailureReason.RELEASE_FAILED, detail, calls
-                )
+                return ReleaseAnswer.all_failed(chunk, FailureReason.RELEASE_FAILED, detail, calls)
             # The holder's Retry-After may lengthen the wait, never shorten it below our
             # own backoff: "Retry-After: 0" from a busy holder must not become a storm.
             wait = max(result.retry_after or 0.0, self._backoff(calls - 1))
@@ -237,6 +273,9 @@ class WebhookCaller:
         now = self._clock()
         headers = {
             "content-type": "application/json",
+            # Answers are read as sent (``aiter_raw``): a compressed one could inflate past
+            # any size checked on the wire.
+            "accept-encoding": "identity",
             "webhook-id": msg_id,
             "webhook-timestamp": str(math.floor(now)),
             "webhook-signature": webhook.sign(
@@ -267,7 +306,11 @@ class WebhookCaller:
             async with asyncio.timeout(timeout):
                 response = await self._client.send(request, stream=True, follow_redirects=False)
                 try:
-                    content = await _read_capped(response, MAX_ANSWER_BYTES)
+                    limit = answer_limit(len(chunk))
+                    if 200 <= response.status_code < 300:
+                        content = await _read_capped(response, limit, len(chunk))
+                    else:  # only an excerpt of it is ever used
+                        content = await _read_head(response, limit)
                 finally:
                     await response.aclose()
         except (TimeoutError, httpx.TimeoutException):
@@ -283,10 +326,9 @@ class WebhookCaller:
             return "unreachable", ReleaseAnswer.all_failed(chunk, unreachable, detail)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return "failed", ReleaseAnswer.all_failed(chunk, failed, _exc_text(exc))
-        except _TooLarge:
-            detail = f"malformed answer: larger than {MAX_ANSWER_BYTES} bytes"
-            return "failed", ReleaseAnswer.all_failed(chunk, failed, detail)
-        return _classify(response, content, chunk, self._clock())
+        except (_TooLarge, _Encoded) as exc:
+            return "failed", ReleaseAnswer.all_failed(chunk, failed, str(exc))
+        return await _classify(response, content, chunk, self._clock())
 
 
 def _address_refused(exc: BaseException) -> AddressRefused | None:
@@ -305,7 +347,7 @@ def _timed_out(answer: ReleaseAnswer) -> bool:
     return any(f.reason is FailureReason.RELEASE_TIMEOUT for f in answer.failed.values())
 
 
-def _classify(
+async def _classify(
     response: httpx.Response, content: bytes, chunk: Sequence[PageRef], now: float
 ) -> tuple[str, ReleaseAnswer | _Temporary]:
     status = response.status_code
@@ -314,7 +356,8 @@ def _classify(
         if not content.strip():
             return "released", ReleaseAnswer.all_released(chunk)
         try:
-            answer = _parse_answer(content).normalized(chunk)
+            covered = sum(1 << page.order for page in chunk)
+            answer = (await _parse_answer(content, covered)).normalized(chunk)
         except _Malformed as exc:
             return "failed", ReleaseAnswer.all_failed(chunk, failed, f"malformed answer: {exc}")
         answer.calls = 1
@@ -335,9 +378,13 @@ def _classify(
     return "failed", ReleaseAnswer.all_failed(chunk, failed, detail)
 
 
-def _parse_answer(content: bytes) -> ReleaseAnswer:
+async def _parse_answer(content: bytes, covered: int) -> ReleaseAnswer:
     """``{"released": [pfn...], "failed": [{"pfn": p, "error": "text"}]}``, both optional
-    but not both absent. Raises ``_Malformed`` saying what is wrong."""
+    but not both absent, neither longer than the ``covered`` pages it answers for (a
+    holder may list every page of a multi-page hold, no more). Raises ``_Malformed``
+    saying what is wrong. The failures are checked in time-bounded slices (``Pacer``):
+    4096 of them, each with its own error text, are ~10 ms of work; an error text said
+    many times becomes one ``PageFailure``."""
     try:
         doc = json.loads(content)
     except ValueError:
@@ -347,20 +394,30 @@ def _parse_answer(content: bytes) -> ReleaseAnswer:
     if "released" not in doc and "failed" not in doc:
         raise _Malformed("an object with neither 'released' nor 'failed'")
     released = doc.get("released", [])
+    failures = doc.get("failed", [])
+    for key, listed in (("released", released), ("failed", failures)):
+        if isinstance(listed, list) and len(listed) > covered:
+            raise _Malformed(f"{len(listed)} entries in {key!r} for {covered} page(s) sent")
     if not isinstance(released, list) or not all(_is_pfn(p) for p in released):
         raise _Malformed("'released' must be a list of pfns")
-    failures = doc.get("failed", [])
     if not isinstance(failures, list):
         raise _Malformed("'failed' must be a list of {pfn, error} objects")
     failed: dict[int, PageFailure] = {}
+    said: dict[str, PageFailure] = {}  # error text -> its failure (holders repeat one)
+    pacer = Pacer()
     for item in failures:
         if not isinstance(item, dict) or not _is_pfn(item.get("pfn")):
             raise _Malformed("'failed' must be a list of {pfn, error} objects")
         error = item.get("error", _NOT_REPORTED)
         if not isinstance(error, str):
             raise _Malformed("a failure's 'error' must be a string")
-        text = _one_line(error)[:EXCERPT_CHARS] or _NOT_REPORTED
-        failed[item["pfn"]] = PageFailure(FailureReason.RELEASE_FAILED, text)
+        failure = said.get(error)
+        if failure is None:
+            text = _one_line(error[: EXCERPT_CHARS * 4])[:EXCERPT_CHARS] or _NOT_REPORTED
+            failure = said[error] = PageFailure(FailureReason.RELEASE_FAILED, text)
+        failed[item["pfn"]] = failure
+        if pacer.due():
+            await pacer.pause()
     return ReleaseAnswer(released=set(released), failed=failed)
 
 
@@ -389,14 +446,34 @@ def _retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, seconds)
 
 
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+async def _read_capped(response: httpx.Response, limit: int, pages: int) -> bytes:
+    """The whole body, or ``_TooLarge`` as soon as it is known to pass ``limit`` bytes
+    (from ``content-length`` before reading anything, else while streaming)."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _TooLarge(limit, pages)
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise _Encoded(encoding)
     parts: list[bytes] = []
     size = 0
-    async for part in response.aiter_bytes():
+    async for part in response.aiter_raw():
         size += len(part)
         if size > limit:
-            raise _TooLarge
+            raise _TooLarge(limit, pages)
         parts.append(part)
+    return b"".join(parts)
+
+
+async def _read_head(response: httpx.Response, limit: int) -> bytes:
+    """At most the first ``limit`` bytes of the body; the rest is never read."""
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.aiter_raw():
+        parts.append(part[: limit - size])
+        size += len(part)
+        if size >= limit:
+            break
     return b"".join(parts)
 
 

@@ -100,6 +100,7 @@ async def test_offline_with_orphans(api: Api) -> None:
     failed = assert_problem(await api.admin.post("/v1/blocks/32/offline"), 409, "offline_failed")
     report = failed["report"]
     assert isinstance(report, dict)
+    assert failed["block"] == report["block"] == 32 and report["state"] == "online"
     assert [f["reason"] for f in report["failures"]] == ["lease_expired"]
     assert report["reclaimed"] == []
     done = await api.admin.post("/v1/blocks/32/offline", json={"reclaim_orphans": True})

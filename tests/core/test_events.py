@@ -4,6 +4,7 @@ revision of each change, visibility, overflow of a watcher that falls behind."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -11,10 +12,12 @@ from pageholder.service.core import watchers
 from pageholder.service.core.batch import batch_set, batch_unset
 from pageholder.service.core.events import (
     MAX_EVENT_HOLDS,
+    Encoded,
     Event,
     EventBody,
     EventType,
     Revision,
+    block_event,
 )
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import Holder, PageRef, ReleaseAnswer
@@ -142,3 +145,17 @@ async def test_one_ring_wakes_every_watcher_for_everything_published_before_it()
         await asyncio.sleep(0)  # turns of the loop: a ring due now would have come
     assert not waiting.done() and log.rings == 1 and watching[0].waiting == 5
     waiting.cancel()
+
+
+def test_an_encoded_report_is_spliced_in_and_weighs_its_entries() -> None:
+    report = {"block": 7, "state": "online", "failures": [{"pfn": 1}, {"pfn": 2}]}
+    encoded = Encoded(json.dumps(report, separators=(",", ":")), weight=2)
+    body = block_event(EventType.BLOCK_OFFLINE_FAILED, 7, encoded)
+    revision = Revision(3, 1.5, [body])
+    (part,) = revision.parts()
+    assert json.loads(part.data)["report"] == report == part.as_dict()["report"]
+    again = Revision.from_json(3, 1.5, revision.to_json())
+    assert again.bodies[0].report == report
+    plain = Revision(3, 1.5, [block_event(EventType.BLOCK_OFFLINE_FAILED, 7, report)])
+    assert json.loads(plain.to_json()) == json.loads(revision.to_json())
+    assert revision.weight == plain.weight == 3  # the body and its two failures

@@ -289,7 +289,7 @@ async def test_offline_reclaims_orphans_without_a_call() -> None:
     clock.now += TTL + 1  # nic0 expires; gpu0 (ttl 3600) does not
     report = await offline_block(registry, 32, reclaim_orphans=True)
     assert report.state == "offline"
-    assert [(r.holder, r.pfn, r.order) for r in report.reclaimed] == [("nic0", NORMAL, 4)]
+    assert report.reclaimed == [{"holder": "nic0", "pfn": NORMAL, "order": 4}]
     assert (report.released_holds, report.released_pages) == (1, 1)
     assert [c[0] for c in handler.calls] == ["gpu0"]  # nic0 was not asked
     assert registry.leases.stats.reclaimed_pages == 16

@@ -9,6 +9,7 @@ kind of holder.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import socket
 import time
@@ -27,21 +28,28 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from pageholder.service.core.model import FailureReason, Holder, PageRef, ReleaseAnswer
+from pageholder.service.core import errors
+from pageholder.service.core.layout import MemoryLayout
+from pageholder.service.core.model import FailureReason, Holder, HoldState, PageRef, ReleaseAnswer
+from pageholder.service.core.registry import Registry
 from pageholder.service.settings import Settings
 from pageholder.service.webhooks.caller import (
     DEFAULT_MAX_CALLS,
     DEFAULT_RETRY_MAX_S,
     DEFAULT_RETRY_MIN_S,
+    EXCERPT_CHARS,
     WebhookCaller,
+    answer_limit,
     new_webhook_secret,
 )
 
 SECRET = new_webhook_secret()
 PAGES = [PageRef(1 << 20, 0), PageRef((1 << 20) + 512, 9), PageRef((1 << 20) + 1024, 0)]
+#: Padding that takes an answer past its limit however few pages it answers for
+PADDING = "x" * (2 << 20)
 
 
 # --- the receiver -------------------------------------------------------------------
@@ -136,7 +144,49 @@ class Receiver:
         async def not_json(call: Call) -> Response:
             return Response("all good!", media_type="text/plain")
 
+        def released(call: Call) -> list[int]:
+            return [p["pfn"] for p in call.doc["pages"]]
+
+        async def padded(call: Call) -> Response:
+            # Releases every page, in an answer megabytes longer than it needs to be.
+            return JSONResponse({"released": released(call), "padding": PADDING})
+
+        async def padded_stream(call: Call) -> Response:
+            body = json.dumps({"released": released(call), "padding": PADDING}).encode()
+
+            async def pieces() -> AsyncIterator[bytes]:  # chunked: no content-length
+                for start in range(0, len(body), 64 << 10):
+                    yield body[start : start + (64 << 10)]
+
+            return StreamingResponse(pieces(), media_type="application/json")
+
+        async def longest(call: Call) -> Response:
+            # The longest answer a holder has a use for: every page failed, each with an
+            # error as long as the part of it that is kept, pretty-printed.
+            error = "e" * EXCERPT_CHARS
+            failed = [{"pfn": p, "error": error} for p in released(call)]
+            return Response(json.dumps({"released": [], "failed": failed}, indent=1))
+
+        async def busy_verbose(call: Call) -> Response:
+            if self.attempts[call.headers["webhook-id"]] == 1:
+                return Response("<html>" + PADDING + "</html>", status_code=503)
+            return Response(status_code=204)
+
+        async def compressed(call: Call) -> Response:
+            body = gzip.compress(json.dumps({"released": released(call)}).encode())
+            return Response(body, headers={"content-encoding": "gzip"})
+
+        async def over_listed(call: Call) -> Response:
+            # Every page sent, and then some: more entries than pages it could answer for.
+            return JSONResponse({"released": released(call) + list(range(600))})
+
         answers = {
+            "/over-listed": over_listed,
+            "/padded": padded,
+            "/padded-stream": padded_stream,
+            "/longest": longest,
+            "/busy-verbose": busy_verbose,
+            "/compressed": compressed,
             "/ok": ok,
             "/per-page": per_page,
             "/refuse": refuse,
@@ -547,3 +597,107 @@ async def test_retry_settings_are_checked(client: httpx.AsyncClient) -> None:
         WebhookCaller(client, backoff_base_s=0)
     with pytest.raises(ValueError, match="backoff_base_s"):
         WebhookCaller(client, backoff_base_s=3, backoff_max_s=2)
+
+
+# --- the size of an answer (a holder's answer is hostile input) ---------------------------
+
+
+@pytest.mark.parametrize("path", ["/padded", "/padded-stream"])
+async def test_an_answer_longer_than_its_pages_need_fails_every_page(
+    receiver: Receiver, client: httpx.AsyncClient, path: str
+) -> None:
+    outcomes: list[str] = []
+    caller = WebhookCaller(client, observe=lambda o, s: outcomes.append(o))
+    answer = await caller(
+        holder(receiver.base_url + path), PAGES, reason="offline", block=0, deadline=soon()
+    )
+    limit = answer_limit(len(PAGES))
+    assert limit < len(PADDING)
+    assert answer == ReleaseAnswer.all_failed(
+        PAGES,
+        FailureReason.RELEASE_FAILED,
+        f"answer too large: more than {limit} bytes for 3 page(s) (at most 16384 + 256 per page)",
+    )
+    assert outcomes == ["failed"]
+
+
+async def test_an_answer_listing_more_pages_than_were_sent_fails_every_page(
+    receiver: Receiver, client: httpx.AsyncClient
+) -> None:
+    answer = await WebhookCaller(client)(
+        holder(receiver.base_url + "/over-listed"),
+        PAGES,
+        reason="offline",
+        block=0,
+        deadline=soon(),
+    )
+    covered = 1 + 512 + 1  # PAGES: orders 0, 9 and 0
+    assert answer == ReleaseAnswer.all_failed(
+        PAGES,
+        FailureReason.RELEASE_FAILED,
+        f"malformed answer: 603 entries in 'released' for {covered} page(s) sent",
+    )
+
+
+async def test_the_longest_useful_answer_is_read(
+    receiver: Receiver, client: httpx.AsyncClient
+) -> None:
+    pages = [PageRef((1 << 52) + pfn, 0) for pfn in range(4096)]  # 16-digit pfns
+    answer = await WebhookCaller(client)(
+        holder(receiver.base_url + "/longest"), pages, reason="offline", block=0, deadline=soon()
+    )
+    assert answer.failed.keys() == {p.pfn for p in pages} and answer.calls == 1
+    assert {f.detail for f in answer.failed.values()} == {"e" * EXCERPT_CHARS}
+    assert len(receiver.calls) == 1
+
+
+async def test_a_verbose_temporary_answer_is_still_retried(
+    receiver: Receiver, client: httpx.AsyncClient
+) -> None:
+    outcomes: list[str] = []
+    caller = WebhookCaller(client, observe=lambda o, s: outcomes.append(o))
+    answer = await caller(
+        holder(receiver.base_url + "/busy-verbose"),
+        PAGES,
+        reason="offline",
+        block=0,
+        deadline=soon(),
+    )
+    assert answer == ReleaseAnswer.all_released(PAGES, calls=2)
+    assert outcomes == ["temporary", "released"]
+
+
+async def test_a_compressed_answer_is_not_inflated(
+    receiver: Receiver, client: httpx.AsyncClient
+) -> None:
+    answer = await WebhookCaller(client)(
+        holder(receiver.base_url + "/compressed"),
+        PAGES,
+        reason="offline",
+        block=0,
+        deadline=soon(),
+    )
+    assert receiver.calls[0].headers["accept-encoding"] == "identity"
+    assert answer == ReleaseAnswer.all_failed(
+        PAGES,
+        FailureReason.RELEASE_FAILED,
+        "malformed answer: content-encoding 'gzip' (asked for identity)",
+    )
+
+
+async def test_a_padded_release_answer_leaves_the_hold_held(
+    receiver: Receiver, client: httpx.AsyncClient
+) -> None:
+    registry = Registry(MemoryLayout.default(), WebhookCaller(client))
+    await registry.add_holder(
+        "nic0", release_url=receiver.base_url + "/padded", timeout_s=2.0, webhook_secret=SECRET
+    )
+    pfn = 1 << 20
+    await registry.set_hold(pfn, "nic0")
+    with pytest.raises(errors.ReleaseFailed) as failed:
+        await registry.release(pfn)
+    assert "answer too large" in failed.value.detail
+    hold = (await registry.lookup(pfn)).hold
+    assert hold is not None and hold.state is HoldState.HELD
+    last_error = registry.holder("nic0").last_error
+    assert last_error is not None and last_error.startswith("answer too large: ")

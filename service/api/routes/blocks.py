@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, Response
 
-from pageholder.service.api import bigjson, cursors, problems
+from pageholder.service.api import cursors, problems
 from pageholder.service.api.deps import AdminDep, PrincipalDep, RegistryDep, StateDep
 from pageholder.service.api.problems import documented
 from pageholder.service.api.schemas import BlockList, BlockOut, OfflineReportOut, OfflineRequest
+from pageholder.service.core import bigjson
 from pageholder.service.core.errors import BlockNotFound, InvalidRequest, OfflineFailed
 from pageholder.service.core.layout import MemoryBlock
 from pageholder.service.core.model import BlockState, BlockUsage
@@ -123,9 +124,14 @@ async def offline(
         )
     except OfflineFailed as failed:
         state.metrics.observe_offline(failed.extra["report"])
-        # Its report may list 32,768 failures: encoded in slices, not in one step.
+        # Its report may list 32,768 failures: encoded for its event already (in slices),
+        # spliced in here; else encoded in slices, not in one step.
         document = problems.document(failed.code, failed.detail, **failed.extra)
-        encoded = await bigjson.encode(document, ["report", "failures"])
+        if failed.report_json is not None:
+            head = bigjson.dumps({k: v for k, v in document.items() if k != "report"})
+            encoded = f'{head[:-1]},"report":{failed.report_json}}}'.encode()
+        else:
+            encoded = await bigjson.encode(document, ["report", "failures"])
         return Response(
             encoded, status_code=document["status"], media_type=problems.PROBLEM_JSON
         )

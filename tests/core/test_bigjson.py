@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from pageholder.service.api.bigjson import encode
+from pageholder.service.core.bigjson import encode
 from pageholder.service.core.slices import SLICE
 
 
