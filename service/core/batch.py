@@ -7,8 +7,9 @@ by one and, at the first failure, takes them back in reverse order before it rai
 that failure.
 
 A batch of 65,536 entries is a few hundred milliseconds of work, so it runs in slices
-of ``SLICE`` entries with a yield to the event loop in between (``core.slices``), the
-zones' write locks held across the yields. What that means for everybody else:
+(``core.slices.Slices``: at most ``SLICE`` entries or ``SLICE_S`` seconds) with a yield to
+the event loop in between, the zones' write locks held across the yields. What that
+means for everybody else:
 
 - requests in zones the batch does not touch (lookups, holds, offlines) run between
   its slices: they wait at most one slice;
@@ -23,17 +24,17 @@ zones' write locks held across the yields. What that means for everybody else:
 from __future__ import annotations
 
 import asyncio
-import gc
-from collections.abc import Callable, Sequence
-from typing import NamedTuple, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple, TypeVar, overload
 
+from pageholder.service.core.collector import full_collections_deferred
 from pageholder.service.core.errors import PageHolderError
 from pageholder.service.core.events import EventBody, EventType
 from pageholder.service.core.journal import Op, hold_op, set_ops, unhold_ops
 from pageholder.service.core.model import Hold, SetResult, SetStatus
 from pageholder.service.core.registry import ADMIN, Actor, Registry, released_events
 from pageholder.service.core.rules import MAX_BATCH_ENTRIES
-from pageholder.service.core.slices import SLICE, pause
+from pageholder.service.core.slices import Slices
 from pageholder.service.core.zone import ZoneHolds
 
 __all__ = ["MAX_BATCH_ENTRIES", "BatchItem", "batch_set", "batch_unset", "expand"]
@@ -49,14 +50,56 @@ class BatchItem(NamedTuple):
     detail: str | None = None
 
 
+class Entries(Sequence[tuple[int, int]]):
+    """``pages`` as given, then every order-0 page of each ``(start_pfn, nr_pages)`` range,
+    made as they are read: a 65,536-page range is not 65,536 tuples built in one step
+    before the batch's slices begin. Cost: O(1) to make, O(1) per entry read."""
+
+    __slots__ = ("_pages", "_ranges", "_len")
+
+    def __init__(
+        self, pages: Sequence[tuple[int, int]], ranges: Sequence[tuple[int, int]]
+    ) -> None:
+        self._pages = pages
+        self._ranges = ranges
+        self._len = len(pages) + sum(nr_pages for _, nr_pages in ranges)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        yield from self._pages
+        for start, nr_pages in self._ranges:
+            for pfn in range(start, start + nr_pages):
+                yield pfn, 0
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[int, int]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[int, int]]: ...
+    def __getitem__(self, index: int | slice) -> tuple[int, int] | Sequence[tuple[int, int]]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        if index < 0:
+            index += self._len
+        if not 0 <= index < self._len:
+            raise IndexError(index)
+        if index < len(self._pages):
+            return self._pages[index]
+        index -= len(self._pages)
+        for start, nr_pages in self._ranges:
+            if index < nr_pages:
+                return start + index, 0
+            index -= nr_pages
+        raise AssertionError("unreachable: the lengths add up")
+
+
 def expand(
     pages: Sequence[tuple[int, int]], ranges: Sequence[tuple[int, int]]
-) -> list[tuple[int, int]]:
-    """``pages`` as given, then every order-0 page of each ``(start_pfn, nr_pages)`` range."""
-    entries = list(pages)
-    for start, nr_pages in ranges:
-        entries.extend((pfn, 0) for pfn in range(start, start + nr_pages))
-    return entries
+) -> Sequence[tuple[int, int]]:
+    """``pages`` as given, then every order-0 page of each ``(start_pfn, nr_pages)`` range
+    (``Entries``, made as they are read)."""
+    return Entries(pages, ranges)
 
 
 async def _run(
@@ -71,6 +114,7 @@ async def _run(
     recheck: Callable[[], None] | None = None,
 ) -> list[BatchItem]:
     placed: list[ZoneHolds | PageHolderError] = []
+    slices = Slices()
     for n, (pfn, order) in enumerate(entries, 1):
         try:
             placed.append(locate(pfn, order))
@@ -78,66 +122,62 @@ async def _run(
             if atomic:
                 raise
             placed.append(exc)
-        if n % SLICE == 0:
-            await pause()  # no lock held yet
+        if slices.due(n):
+            await slices.pause()  # no lock held yet
     zones = sorted({zh.zone.index: zh for zh in placed if isinstance(zh, ZoneHolds)}.items())
     results: list[BatchItem] = []
     done: list[tuple[ZoneHolds, T]] = []
     locked: list[ZoneHolds] = []
-    collecting = gc.isenabled()
-    try:
-        for _, zh in zones:
-            await zh.lock.writer_lock.acquire()
-            locked.append(zh)
-        if recheck is not None:
-            recheck()  # what may have changed while we waited for the locks
-        # From here to the submission the touched zones stay write-locked: the awaits
-        # below are pause()s between slices, and nobody can read or change these zones
-        # meanwhile (the module docstring says what others see). The collector is
-        # paused too: a 65536-entry batch allocates a few hundred thousand short-lived
-        # objects, and collections triggered by them would walk every tree node each
-        # time (2-2.5x the batch's time, measured).
-        gc.disable()
-        ops: list[Op] = []
-        journaled = registry.journal is not None
-
-        def undo_all() -> None:
-            for zh, token in reversed(done):
-                undo(zh, token)
-
+    # Full collections wait for the batch (``core.collector``: they would walk every
+    # tree node, again and again); young ones go on, a little in each slice.
+    with full_collections_deferred():
         try:
-            for n, ((pfn, order), where) in enumerate(zip(entries, placed, strict=True), 1):
-                if n % SLICE == 0:
-                    await pause()
-                try:
-                    if isinstance(where, PageHolderError):
-                        raise where
-                    status, token = apply(where, pfn, order)
-                except PageHolderError as exc:
-                    if atomic:
-                        undo_all()
-                        done.clear()
-                        exc.extra.setdefault("pfn", pfn)
-                        raise
-                    results.append(BatchItem(pfn, order, "error", exc.code, exc.detail))
-                    continue
-                done.append((where, token))
-                if journaled:
-                    ops.extend(ops_of(token))
-                results.append(BatchItem(pfn, order, status))
-        except asyncio.CancelledError:
-            # Cancelled at a pause (shutdown): nothing was submitted, so what was applied
-            # is taken back, in one step, before the locks go.
-            undo_all()
-            raise
+            for _, zh in zones:
+                await zh.lock.writer_lock.acquire()
+                locked.append(zh)
+            if recheck is not None:
+                recheck()  # what may have changed while we waited for the locks
+            # From here to the submission the touched zones stay write-locked: the awaits
+            # below are pause()s between slices, and nobody can read or change these zones
+            # meanwhile (the module docstring says what others see).
+            ops: list[Op] = []
+            journaled = registry.journal is not None
 
-        # One submission and one revision: the batch commits whole or not at all.
-        pending = registry.submit(ops, undo_all, events_of([t for _, t in done]))
-    finally:
-        if collecting:
-            gc.enable()
-        for zh in reversed(locked):
-            zh.lock.writer_lock.release()
+            def undo_all() -> None:
+                for zh, token in reversed(done):
+                    undo(zh, token)
+
+            try:
+                for n, ((pfn, order), where) in enumerate(zip(entries, placed, strict=True), 1):
+                    if slices.due(n):
+                        await slices.pause()
+                    try:
+                        if isinstance(where, PageHolderError):
+                            raise where
+                        status, token = apply(where, pfn, order)
+                    except PageHolderError as exc:
+                        if atomic:
+                            undo_all()
+                            done.clear()
+                            exc.extra.setdefault("pfn", pfn)
+                            raise
+                        results.append(BatchItem(pfn, order, "error", exc.code, exc.detail))
+                        continue
+                    done.append((where, token))
+                    if journaled:
+                        ops.extend(ops_of(token))
+                    results.append(BatchItem(pfn, order, status))
+            except asyncio.CancelledError:
+                # Cancelled at a pause (shutdown): nothing was submitted, so what was applied
+                # is taken back, in one step, before the locks go.
+                undo_all()
+                raise
+
+            # One submission and one revision: the batch commits whole or not at all.
+            pending = registry.submit(ops, undo_all, events_of([t for _, t in done]))
+        finally:
+            for zh in reversed(locked):
+                zh.lock.writer_lock.release()
     await registry.durable(pending)
     return results
 

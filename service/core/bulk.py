@@ -9,18 +9,19 @@ cannot take whole (a page held already, a block not online, pages in no zone) go
 through the page-by-page steps of ``batch.batch_set``, so every page is answered as
 that function would answer it, in the same order: ``pages`` first, then each range.
 
-Locking and atomicity are ``batch``'s: every zone touched is write-locked for the whole
-batch in zone order, nothing awaits in between, an ``atomic`` batch takes everything
-back in reverse at its first failure, and the batch is one journal submission.
+Locking, atomicity and the deferred full collections are ``batch``'s: every zone
+touched is write-locked for the whole batch in zone order, nothing awaits in between,
+an ``atomic`` batch takes everything back in reverse at its first failure, and the
+batch is one journal submission.
 """
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from pageholder.service.core.batch import BatchItem, set_batch_events
+from pageholder.service.core.collector import full_collections_deferred
 from pageholder.service.core.errors import PageHolderError
 from pageholder.service.core.events import EventBody
 from pageholder.service.core.journal import Op, hold_op, hold_range_op, set_ops
@@ -98,31 +99,28 @@ async def batch_set_ranges(
     touched.update((p.zh.zone.index, p.zh) for p in pieces if p.zh is not None)
     step = _Steps(registry, holder, stamp, overwrite, actor)
     locked: list[ZoneHolds] = []
-    collecting = gc.isenabled()
     pending = None
-    try:
-        for _, zh in sorted(touched.items()):
-            await zh.lock.writer_lock.acquire()
-            locked.append(zh)
-        registry.check_enrolled(holder)  # it may have been removed while we waited
-        # From here on: no await, so the batch is one step for everybody else; the
-        # collector is paused for it, as in batch._run.
-        gc.disable()
+    # Full collections wait for the batch, as in batch._run (``core.collector``).
+    with full_collections_deferred():
         try:
-            for pfn, order, where in singles:
-                step.single(pfn, order, where, atomic)
-            for piece in pieces:
-                step.piece(piece, atomic)
-        except PageHolderError:
-            step.undo_all()
-            raise
-        # One submission and one revision: the batch commits whole or not at all.
-        pending = registry.submit(step.ops, step.undo_all, step.events())
-    finally:
-        if collecting:
-            gc.enable()
-        for zh in reversed(locked):
-            zh.lock.writer_lock.release()
+            for _, zh in sorted(touched.items()):
+                await zh.lock.writer_lock.acquire()
+                locked.append(zh)
+            registry.check_enrolled(holder)  # it may have been removed while we waited
+            # From here on: no await, so the batch is one step for everybody else.
+            try:
+                for pfn, order, where in singles:
+                    step.single(pfn, order, where, atomic)
+                for piece in pieces:
+                    step.piece(piece, atomic)
+            except PageHolderError:
+                step.undo_all()
+                raise
+            # One submission and one revision: the batch commits whole or not at all.
+            pending = registry.submit(step.ops, step.undo_all, step.events())
+        finally:
+            for zh in reversed(locked):
+                zh.lock.writer_lock.release()
     await registry.durable(pending)
     return step.results
 
