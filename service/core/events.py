@@ -158,6 +158,23 @@ class Event:
         return self._data
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _body_json(body: EventBody) -> str:
+    """``_dumps([type, holder, holds, block, report, previous])``, the holds in chunks."""
+    holds = body.holds
+    chunks = (
+        _dumps(list(holds[i : i + MAX_EVENT_HOLDS]))[1:-1]
+        for i in range(0, len(holds), MAX_EVENT_HOLDS)
+    )
+    return (
+        f"[{_dumps(body.type.value)},{_dumps(body.holder)},[{','.join(chunks)}],"
+        f"{_dumps(body.block)},{_dumps(body.report)},{_dumps(body.previous)}]"
+    )
+
+
 class Revision:
     """One committed change: its number, when, and what it did."""
 
@@ -195,11 +212,15 @@ class Revision:
     # -- what the store keeps ------------------------------------------------------------
 
     def to_json(self) -> str:
-        """The bodies as the store keeps them (compact; ``from_json`` reads it back)."""
-        return json.dumps(
-            [[b.type.value, b.holder, b.holds, b.block, b.report, b.previous] for b in self.bodies],
-            separators=(",", ":"),
-        )
+        """The bodies as the store keeps them (compact; ``from_json`` reads it back):
+        ``json.dumps`` of ``[[type, holder, holds, block, report, previous], ...]``.
+
+        The store's writer thread calls it. A C call holds the GIL for as long as it
+        runs, and a 65,536-hold body is 15-60 ms of ``json.dumps``: the event loop would
+        stand still meanwhile. So the holds are encoded ``MAX_EVENT_HOLDS`` at a time,
+        with Python steps in between where the loop's thread can take the GIL back.
+        Cost: O(holds), in chunks."""
+        return "[" + ",".join(_body_json(b) for b in self.bodies) + "]"
 
     @classmethod
     def from_json(cls, rev: int, time: float, text: str) -> Revision:
