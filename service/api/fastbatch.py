@@ -7,8 +7,9 @@ in one step: every other request waits). ``FastBatches``, an ASGI middleware nex
 the request metrics), answers a batch itself when it can prove FastAPI would take it
 the same way, as ``FastPages`` does for the page routes:
 
-* the body is ``application/json`` and ``batchbody.read_batch`` (in slices) finds it a
-  certainly valid batch; the bearer token resolves to a principal;
+* the body is ``application/json``, ``slicedjson.loads`` reads it (``json.loads`` in
+  slices) and ``batchbody.read_batch`` (in slices too) finds it a certainly valid
+  batch; the bearer token resolves to a principal;
 * then the route's own implementation (``routes.batches.hold_many`` /
   ``unset_many_of``) runs with it, and core errors go through the app's handlers.
 
@@ -20,7 +21,6 @@ document.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
@@ -29,6 +29,7 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pageholder.service.api import slicedjson
 from pageholder.service.api.auth import Principal
 from pageholder.service.api.batchbody import BatchBody, read_batch
 from pageholder.service.api.fast import (
@@ -95,10 +96,9 @@ async def _arguments(body: bytes, scope: Scope, unset: bool) -> tuple[Principal,
     if app.dependency_overrides or _content_type(scope) != JSON:
         raise Fallback
     principal = _principal(app.state.service, scope)
-    try:
-        doc = json.loads(body)  # what Starlette's Request.json() does
-    except ValueError:
-        raise Fallback from None
+    doc = await slicedjson.loads(body)  # json.loads (Starlette's Request.json()), sliced
+    if doc is None:
+        raise Fallback
     batch = await read_batch(doc, unset=unset)
     if batch is None:
         raise Fallback
