@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple, TypeVar, overload
+from typing import NamedTuple, Protocol, TypeVar, overload
 
 from pageholder.service.core.collector import full_collections_deferred
 from pageholder.service.core.errors import PageHolderError
-from pageholder.service.core.events import EventBody, EventType
+from pageholder.service.core.events import EventBody, EventType, HoldsByHolder
 from pageholder.service.core.journal import Op, hold_op, set_ops, unhold_ops
 from pageholder.service.core.model import Hold, SetResult, SetStatus
-from pageholder.service.core.registry import ADMIN, Actor, Registry, released_events
+from pageholder.service.core.registry import ADMIN, Actor, Registry
 from pageholder.service.core.rules import MAX_BATCH_ENTRIES
 from pageholder.service.core.slices import Slices
 from pageholder.service.core.zone import ZoneHolds
@@ -40,6 +40,7 @@ from pageholder.service.core.zone import ZoneHolds
 __all__ = ["MAX_BATCH_ENTRIES", "BatchItem", "batch_set", "batch_unset", "expand"]
 
 T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
 
 
 class BatchItem(NamedTuple):
@@ -57,9 +58,7 @@ class Entries(Sequence[tuple[int, int]]):
 
     __slots__ = ("_pages", "_ranges", "_len")
 
-    def __init__(
-        self, pages: Sequence[tuple[int, int]], ranges: Sequence[tuple[int, int]]
-    ) -> None:
+    def __init__(self, pages: Sequence[tuple[int, int]], ranges: Sequence[tuple[int, int]]) -> None:
         self._pages = pages
         self._ranges = ranges
         self._len = len(pages) + sum(nr_pages for _, nr_pages in ranges)
@@ -109,22 +108,26 @@ async def _run(
     apply: Callable[[ZoneHolds, int, int], tuple[str, T]],
     undo: Callable[[ZoneHolds, T], None],
     ops_of: Callable[[T], list[Op]],
-    events_of: Callable[[list[T]], list[EventBody]],
+    events: _Events[T],
     atomic: bool,
     recheck: Callable[[], None] | None = None,
 ) -> list[BatchItem]:
     placed: list[ZoneHolds | PageHolderError] = []
+    touched: dict[int, ZoneHolds] = {}
     slices = Slices()
     for n, (pfn, order) in enumerate(entries, 1):
         try:
-            placed.append(locate(pfn, order))
+            zh = locate(pfn, order)
         except PageHolderError as exc:
             if atomic:
                 raise
             placed.append(exc)
+        else:
+            placed.append(zh)
+            touched[zh.zone.index] = zh
         if slices.due(n):
             await slices.pause()  # no lock held yet
-    zones = sorted({zh.zone.index: zh for zh in placed if isinstance(zh, ZoneHolds)}.items())
+    zones = sorted(touched.items())
     results: list[BatchItem] = []
     done: list[tuple[ZoneHolds, T]] = []
     locked: list[ZoneHolds] = []
@@ -166,6 +169,7 @@ async def _run(
                     done.append((where, token))
                     if journaled:
                         ops.extend(ops_of(token))
+                    events.add(token)  # grouped as it goes: the last step is O(holders)
                     results.append(BatchItem(pfn, order, status))
             except asyncio.CancelledError:
                 # Cancelled at a pause (shutdown): nothing was submitted, so what was applied
@@ -174,12 +178,57 @@ async def _run(
                 raise
 
             # One submission and one revision: the batch commits whole or not at all.
-            pending = registry.submit(ops, undo_all, events_of([t for _, t in done]))
+            pending = registry.submit(ops, undo_all, events.bodies())
         finally:
             for zh in reversed(locked):
                 zh.lock.writer_lock.release()
     await registry.durable(pending)
     return results
+
+
+class _Events(Protocol[T_contra]):
+    """A batch's events, gathered one applied entry (its token) at a time."""
+
+    def add(self, token: T_contra) -> None: ...
+
+    def bodies(self) -> list[EventBody]: ...
+
+
+class _SetEvents:
+    """A batch-set's events (``set_batch_events``), gathered token by token: a token is
+    ``(pfn, order)`` of a hold the fast path made, or the ``SetResult`` of the general
+    one."""
+
+    def __init__(self, holder: str) -> None:
+        self.holder = holder
+        self.created: list[tuple[int, int]] = []
+        self.overwritten: list[tuple[int, int]] = []
+        self.previous: dict[str, None] = {}
+
+    def add(self, token: tuple[int, int] | SetResult) -> None:
+        if not isinstance(token, SetResult):
+            self.created.append(token)
+        elif token.status is SetStatus.CREATED:
+            self.created.append((token.hold.pfn, token.hold.order))
+        elif token.status is SetStatus.OVERWRITTEN:
+            self.overwritten.append((token.hold.pfn, token.hold.order))
+            self.previous.update(dict.fromkeys(h.holder.name for h in token.previous))
+
+    def bodies(self) -> list[EventBody]:
+        return set_batch_events(self.holder, self.created, self.overwritten, self.previous)
+
+
+class _UnsetEvents:
+    """A batch-unset's events (``released_events(..., unset=True)``), hold by hold."""
+
+    def __init__(self) -> None:
+        self._grouped = HoldsByHolder(EventType.HOLD_UNSET)
+
+    def add(self, hold: Hold) -> None:
+        self._grouped.add(hold.holder.name, hold.pfn, hold.order)
+
+    def bodies(self) -> list[EventBody]:
+        return self._grouped.bodies()
 
 
 def set_batch_events(
@@ -239,22 +288,10 @@ async def batch_set(
         registry.check_enrolled(holder)
         registry.leases.check_may_hold(holder)  # an expired holder starts no hold
 
-    def events_of(tokens: list[Token]) -> list[EventBody]:
-        created: list[tuple[int, int]] = []
-        overwritten: list[tuple[int, int]] = []
-        previous: dict[str, None] = {}
-        for token in tokens:
-            if not isinstance(token, SetResult):
-                created.append(token)
-            elif token.status is SetStatus.CREATED:
-                created.append((token.hold.pfn, token.hold.order))
-            elif token.status is SetStatus.OVERWRITTEN:
-                overwritten.append((token.hold.pfn, token.hold.order))
-                previous.update(dict.fromkeys(h.holder.name for h in token.previous))
-        return set_batch_events(holder.name, created, overwritten, previous)
+    events = _SetEvents(holder.name)
 
     return await _run(
-        registry, entries, registry.place, apply, undo, ops_of, events_of, atomic, recheck
+        registry, entries, registry.place, apply, undo, ops_of, events, atomic, recheck
     )
 
 
@@ -276,9 +313,6 @@ async def batch_unset(
     def ops_of(hold: Hold) -> list[Op]:
         return unhold_ops([hold])
 
-    def events_of(holds: list[Hold]) -> list[EventBody]:
-        return released_events(holds, unset=True)
-
     return await _run(
-        registry, entries, locate, apply, registry.undo_unset, ops_of, events_of, atomic
+        registry, entries, locate, apply, registry.undo_unset, ops_of, _UnsetEvents(), atomic
     )

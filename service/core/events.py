@@ -75,15 +75,38 @@ def holder_event(kind: EventType, name: str, holds: Sequence[HoldRef] = ()) -> E
     return EventBody(kind, name, holds)
 
 
+class HoldsByHolder:
+    """``hold_events``, one hold at a time: work that comes in slices (a batch) groups
+    its holds as it goes, and its last step is O(holders), not O(holds)."""
+
+    __slots__ = ("kind", "previous", "_by_holder")
+
+    def __init__(self, kind: EventType, previous: tuple[str, ...] = ()) -> None:
+        self.kind = kind
+        self.previous = previous
+        self._by_holder: dict[str, list[HoldRef]] = defaultdict(list)
+
+    def add(self, holder: str, pfn: int, order: int) -> None:
+        """Cost: O(1)."""
+        self._by_holder[holder].append((pfn, order))
+
+    def bodies(self) -> list[EventBody]:
+        """One body per holder, holders in first-seen order. Cost: O(holders)."""
+        kind, previous = self.kind, self.previous
+        return [
+            EventBody(kind, name, refs, previous=previous) for name, refs in self._by_holder.items()
+        ]
+
+
 def hold_events(
     kind: EventType, holds: Iterable[tuple[str, int, int]], previous: tuple[str, ...] = ()
 ) -> list[EventBody]:
     """One body per holder for ``(holder, pfn, order)`` triples, holders in first-seen
     order, each holder's holds in the given order. Cost: O(holds)."""
-    by_holder: dict[str, list[HoldRef]] = defaultdict(list)
+    grouped = HoldsByHolder(kind, previous)
     for name, pfn, order in holds:
-        by_holder[name].append((pfn, order))
-    return [EventBody(kind, name, refs, previous=previous) for name, refs in by_holder.items()]
+        grouped.add(name, pfn, order)
+    return grouped.bodies()
 
 
 def block_event(kind: EventType, block: int, report: dict[str, Any] | None = None) -> EventBody:
