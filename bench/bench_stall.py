@@ -1,7 +1,10 @@
 """Loop stalls: lookup latency while big work runs (issue 11, finding 4).
 
 Run: ``.venv/bin/python -m bench stall``. ``BENCH_QUICK=1`` makes a short run that
-leaves RESULTS.md alone.
+leaves RESULTS.md alone. ``BENCH_STALL_CASES=a,a'`` runs only those cases and replaces
+only their rows in RESULTS.md (with a note of when, and the load). ``BENCH_STALL_MAIN=1``
+runs the chosen cases on main's code too, in the same run, and writes those rows
+beside them ("main's code"), for a before/after.
 
 One real server (``bench._server``, a durable data directory in a temporary folder,
 one uvicorn worker on 127.0.0.1) and, in this process, a plain HTTP release handler on
@@ -32,19 +35,23 @@ Target: every p99 during < 50 ms.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from ._report import header, write_section
+from ._report import RESULTS, header, write_section
 from ._server import BLOCK_PAGES, HOST, NORMAL_START, Row, Server, table
+from .bench_events import main_tree
 
 COMMAND = ".venv/bin/python -m bench stall"
 SECTION = "Loop stalls"
@@ -177,13 +184,40 @@ class Bench:
         return [p99(r) for r in results]
 
 
-async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
-    """(case, probed zone, idle p99, p99 during) for every row."""
+@contextlib.contextmanager
+def server_of(data_dir: str, pythonpath: Path | None) -> Iterator[Server]:
+    """A ``Server`` running this tree's code, or the code at ``pythonpath``."""
+    saved = os.environ.get("PYTHONPATH")
+    if pythonpath is not None:
+        os.environ["PYTHONPATH"] = str(pythonpath)
+    try:
+        server = Server(data_dir).start()
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def chosen(case: str, cases: frozenset[str] | None) -> bool:
+    """Whether ``case`` ("(a') ...": its tag is the text in the first brackets) runs."""
+    return cases is None or case[1 : case.index(")")] in cases
+
+
+async def measure(
+    seconds: float, cases: frozenset[str] | None = None, pythonpath: Path | None = None
+) -> list[tuple[str, str, float, float]]:
+    """(case, probed zone, idle p99, p99 during) for every row of the chosen ``cases``
+    (None: all), on this tree's code or on the code at ``pythonpath``."""
     rows: list[tuple[str, str, float, float]] = []
     received = ThreadingHTTPServer((HOST, 0), Handler)
     threading.Thread(target=received.serve_forever, daemon=True).start()
     hook = f"http://{HOST}:{received.server_address[1]}"
-    with tempfile.TemporaryDirectory() as data_dir, Server(data_dir) as server:
+    with tempfile.TemporaryDirectory() as data_dir, server_of(data_dir, pythonpath) as server:
         b = Bench(server, hook, seconds)
         try:
             await b.holder("bulk", "ok")
@@ -205,10 +239,9 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
                 await b.batch("bulk", start, BATCH)
                 await b.batch("bulk", start, BATCH, unset=True)
 
-            row(
-                "(a) 65,536-page batch-set + batch-unset (a range)",
-                *await b.during(batches, [DMA32_PFN, normal_probe]),
-            )
+            case = "(a) 65,536-page batch-set + batch-unset (a range)"
+            if chosen(case, cases):
+                row(case, *await b.during(batches, [DMA32_PFN, normal_probe]))
             pages = [{"pfn": start + i, "order": 0} for i in range(BATCH)]
             set_body = json.dumps({"holder": "bulk", "pages": pages}).encode()
             unset_body = json.dumps({"pages": pages}).encode()
@@ -222,10 +255,9 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
                     )
                     answer.raise_for_status()
 
-            row(
-                "(a') the same as a 65,536-entry pages list",
-                *await b.during(page_batches, [DMA32_PFN, normal_probe]),
-            )
+            case = "(a') the same as a 65,536-entry pages list"
+            if chosen(case, cases):
+                row(case, *await b.during(page_batches, [DMA32_PFN, normal_probe]))
 
             # (b), (c): a block of 32,768 holds whose holder does not release them
             for case, holder, block in (
@@ -236,6 +268,8 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
                 ),
                 ("(c) offline of 32,768 holds, ~4 MiB answers", "talker", 41),
             ):
+                if not chosen(case, cases):
+                    continue
                 await b.batch(holder, block * BLOCK_PAGES, BLOCK_PAGES)
 
                 async def offline(block: int = block) -> None:
@@ -246,7 +280,7 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
 
             # (d): 524,288 holds in the registry, all of one holder
             first = 48 * BLOCK_PAGES
-            for n in range(8):
+            for n in range(8 if cases is None or cases & {"d", "d'"} else 0):
                 await b.batch("many", first + n * BATCH, BATCH)
             urls = iter([f"{hook}/ok", None] * 1_000_000)
 
@@ -262,14 +296,12 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
             async def patch_many() -> None:
                 await patch("many")
 
-            row(
-                "(d) PATCH of a holder without holds, 524,288 holds in the registry",
-                *await b.during(patch_quiet, [DMA32_PFN]),
-            )
-            row(
-                "(d') PATCH of the holder of 524,288 holds (release_url set/unset)",
-                *await b.during(patch_many, [DMA32_PFN, normal_probe]),
-            )
+            case = "(d) PATCH of a holder without holds, 524,288 holds in the registry"
+            if chosen(case, cases):
+                row(case, *await b.during(patch_quiet, [DMA32_PFN]))
+            case = "(d') PATCH of the holder of 524,288 holds (release_url set/unset)"
+            if chosen(case, cases):
+                row(case, *await b.during(patch_many, [DMA32_PFN, normal_probe]))
 
             # (e) a holder's oversized batch
             over = [{"pfn": start + i, "order": 0} for i in range(70_000)]
@@ -283,10 +315,9 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
                 answer = await b.admin.post("/v1/holds/batch-set", content=over_body, headers=bulk)
                 assert answer.status_code == 413, answer.text
 
-            row(
-                "(e) a holder's batch of 70,000 pages (413)",
-                *await b.during(oversized, [DMA32_PFN]),
-            )
+            case = "(e) a holder's batch of 70,000 pages (413)"
+            if chosen(case, cases):
+                row(case, *await b.during(oversized, [DMA32_PFN]))
 
             # (f) four anonymous 8 MiB bodies at a time
             anon_body = b'{"pages": [' + b" " * ((8 << 20) - 40) + b"]}"
@@ -298,7 +329,9 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
                     )
                 assert all(a.status_code == 401 for a in answers)
 
-            row("(f) four unauthenticated 8 MiB bodies", *await b.during(anonymous, [DMA32_PFN]))
+            case = "(f) four unauthenticated 8 MiB bodies"
+            if chosen(case, cases):
+                row(case, *await b.during(anonymous, [DMA32_PFN]))
         finally:
             await b.admin.aclose()
             received.shutdown()
@@ -309,14 +342,14 @@ async def _nothing() -> None:
     await asyncio.sleep(0.05)
 
 
-def rows_of(measured: list[tuple[str, str, float, float]]) -> list[Row]:
+def rows_of(measured: list[tuple[str, str, float, float]], code: str = "") -> list[Row]:
     out = []
     for case, zone, idle, during in measured:
         passed = during < TARGET_MS
         short = "" if passed else f"{during - TARGET_MS:.0f} ms over"
         out.append(
             Row(
-                f"{case}, lookups in the {zone}",
+                f"{case}, lookups in the {zone}{code}",
                 f"p99 {during:.1f} ms",
                 f"idle p99 {idle:.1f} ms",
                 f"{during / idle:.1f}x",
@@ -328,18 +361,67 @@ def rows_of(measured: list[tuple[str, str, float, float]]) -> list[Row]:
     return out
 
 
+def load() -> str:
+    """The 1-, 5- and 15-minute load averages (``uptime``'s)."""
+    return " / ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def replace_rows(rows: list[Row], note: str) -> None:
+    """Put ``rows`` in place of the rows of the same measure in RESULTS.md's section (new
+    ones at its table's end), and ``note`` (one line per rerun) after the table."""
+    text = RESULTS.read_text()
+    start = text.index(f"## {SECTION}\n")
+    end = text.find("\n## ", start)
+    end = len(text) if end < 0 else end + 1
+    lines = text[start:end].splitlines()
+    fresh = table(rows).splitlines()[2:]
+    for new in fresh:
+        measure = new.split(" | ")[0]
+        at = [i for i, line in enumerate(lines) if line.split(" | ")[0] == measure]
+        if at:
+            lines[at[0]] = new
+        else:
+            last = max(i for i, line in enumerate(lines) if line.startswith("| "))
+            lines.insert(last + 1, new)
+    last = max(i for i, line in enumerate(lines) if line.startswith("| "))
+    tag = note.split(":")[0]
+    lines = [line for line in lines if not line.startswith(tag)]
+    lines[last + 1 : last + 1] = ["", note]
+    section = "\n".join(lines).rstrip("\n").replace("\n\n\n", "\n\n") + "\n\n"
+    RESULTS.write_text((text[:start] + section + text[end:]).rstrip("\n") + "\n")
+
+
 def main() -> None:
     quick = bool(os.environ.get("BENCH_QUICK"))
     seconds = 2.0 if quick else 5.0
+    picked = os.environ.get("BENCH_STALL_CASES")
+    cases = frozenset(picked.split(",")) if picked else None
     began = time.monotonic()
-    rows = rows_of(asyncio.run(measure(seconds)))
+    before = load()
+    rows = rows_of(asyncio.run(measure(seconds, cases)))
+    against_main = bool(os.environ.get("BENCH_STALL_MAIN"))
+    if against_main:
+        with tempfile.TemporaryDirectory() as base:
+            main_code = main_tree(Path(base) / "main")
+            rows += rows_of(asyncio.run(measure(seconds, cases, main_code)), ", main's code")
     text = header(SECTION, COMMAND, time.monotonic() - began) + (
         f"Lookups every {PERIOD_S * 1000:g} ms for {seconds:g} s per probe, latency counted"
         " from when each was due (see bench/bench_stall.py for the cases).\n\n" + table(rows) + "\n"
     )
     print(text)
-    if not quick:
+    print(f"load average before / after: {before} ; {load()}")
+    if quick:
+        return
+    if cases is None:
         write_section(SECTION, text)
+        return
+    stamp = text.split("Date: ")[1].split("\n")[0]
+    env = f"BENCH_STALL_CASES={picked}" + (" BENCH_STALL_MAIN=1" if against_main else "")
+    replace_rows(
+        rows,
+        f"Rows {', '.join(sorted(cases))} rerun: `{env} {COMMAND}`, {stamp}, load average"
+        f" (1/5/15 min) {before} before and {load()} after.",
+    )
 
 
 if __name__ == "__main__":
