@@ -4,7 +4,8 @@ The server (``Server``) is this module run as a script::
 
     python -m bench._server --data-dir DIR|:memory: --token T [--stats] [--profile FILE]
 
-(``BENCH_LAG=FILE`` in its environment: where its event loop stalled, ``bench/_lag.py``.)
+(``BENCH_LAG=FILE`` in its environment: where its event loop stalled, ``bench/_lag.py``;
+``BENCH_NO_GC=1``: the collector off, to tell collections from the rest.)
 
 It builds ``create_app(Settings(data_dir=DIR, admin_token=T))``, adds one trivial route
 to that same app, ``GET /bench/const`` (constant JSON, no auth: the floor every request
@@ -152,6 +153,10 @@ def _serve(argv: list[str]) -> None:
         return {"ok": True}
 
     app.add_api_route("/bench/const", const, methods=["GET"], include_in_schema=False)
+    if os.environ.get("BENCH_NO_GC"):  # to tell collections from the rest
+        import gc
+
+        gc.disable()
     lag = os.environ.get("BENCH_LAG")
     if lag:  # where the loop stalls (bench/_lag.py), written at shutdown
         from contextlib import asynccontextmanager

@@ -60,6 +60,7 @@ TARGET_MS = 50.0
 DMA32_PFN = 8192
 BIG_ANSWER = 4 << 20
 BATCH = 65536
+MAIN_CODE = ", main's code"
 
 
 # --- the probe (child process) ----------------------------------------------------------
@@ -380,9 +381,12 @@ def replace_rows(rows: list[Row], note: str) -> None:
         at = [i for i, line in enumerate(lines) if line.split(" | ")[0] == measure]
         if at:
             lines[at[0]] = new
-        else:
-            last = max(i for i, line in enumerate(lines) if line.startswith("| "))
-            lines.insert(last + 1, new)
+            continue
+        # a row of main's code goes after this tree's row of the same case
+        mine = measure.removesuffix(MAIN_CODE)
+        near = [i for i, line in enumerate(lines) if line.split(" | ")[0] == mine]
+        last = max(i for i, line in enumerate(lines) if line.startswith("| "))
+        lines.insert((near[0] if near else last) + 1, new)
     last = max(i for i, line in enumerate(lines) if line.startswith("| "))
     tag = note.split(":")[0]
     lines = [line for line in lines if not line.startswith(tag)]
@@ -403,7 +407,7 @@ def main() -> None:
     if against_main:
         with tempfile.TemporaryDirectory() as base:
             main_code = main_tree(Path(base) / "main")
-            rows += rows_of(asyncio.run(measure(seconds, cases, main_code)), ", main's code")
+            rows += rows_of(asyncio.run(measure(seconds, cases, main_code)), MAIN_CODE)
     text = header(SECTION, COMMAND, time.monotonic() - began) + (
         f"Lookups every {PERIOD_S * 1000:g} ms for {seconds:g} s per probe, latency counted"
         " from when each was due (see bench/bench_stall.py for the cases).\n\n" + table(rows) + "\n"
