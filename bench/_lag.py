@@ -7,7 +7,7 @@ its last look to that stack (the innermost frames of ``pageholder``, or the inne
 frames at all). ``dump()`` (what ``install`` returns) writes ``{"stalls": [[start_s,
 ms], ...], "turns": [[start_s, wall_ms, cpu_ms], ...], "stacks": {stack: cpu_ms}}`` to
 ``path``, and every garbage collection over 2 ms (``collections``: start, generation,
-ms). A stack is charged the CPU time the loop's thread spent (not time it waited
+ms, objects collected). A stack is charged the CPU time the loop's thread spent (not time it waited
 for a core or the GIL); ``turns`` are the loop's longest turns by that CPU time: on a
 busy machine, wall-clock stalls are mostly waiting, and this tells the two apart. The
 watchdog needs the GIL to look: a C call that holds it (a big ``json.loads``) is
@@ -48,7 +48,8 @@ def install(path: str) -> Callable[[], None]:
     stacks: collections.Counter[str] = collections.Counter()
     stalls: list[list[float]] = []
     turns: list[list[float]] = []  # [start_s, wall ms, main thread's CPU ms] of long turns
-    collections_: list[list[float]] = []  # [start_s, generation, ms] of collections > 2 ms
+    # [start_s, generation, ms, objects collected] of collections over 2 ms
+    collections_: list[list[float]] = []
     began = time.perf_counter()
     collecting = [0.0]
 
@@ -56,7 +57,9 @@ def install(path: str) -> Callable[[], None]:
         if phase == "start":
             collecting[0] = time.perf_counter()
         elif (spent := time.perf_counter() - collecting[0]) > 0.002:
-            collections_.append([collecting[0] - began, info["generation"], spent * 1000])
+            collections_.append(
+                [collecting[0] - began, info["generation"], spent * 1000, info["collected"]]
+            )
 
     gc.callbacks.append(collected)
 

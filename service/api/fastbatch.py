@@ -42,6 +42,7 @@ from pageholder.service.api.fast import (
     answer,
 )
 from pageholder.service.api.routes.batches import hold_many, unset_many_of
+from pageholder.service.core.collector import full_collections_deferred
 from pageholder.service.core.registry import Registry
 
 Implementation = Callable[[BatchBody, Registry, Principal], Awaitable[Response]]
@@ -75,19 +76,22 @@ class FastBatches:
             return
         route, implementation, unset = taken
         body = b""
-        try:
-            body = await _read_body(receive)
-            principal, batch = await _arguments(body, scope, unset)
-        except Fallback:
-            await self.app(scope, _replay(body, receive) if body else receive, send)
-            return
-        self.answered += 1
-        registry: Registry = scope["app"].state.service.registry
+        # While the request's entries, results and ops live, full collections would
+        # walk them again and again (core.collector); after it they are gone.
+        with full_collections_deferred():
+            try:
+                body = await _read_body(receive)
+                principal, batch = await _arguments(body, scope, unset)
+            except Fallback:
+                await self.app(scope, _replay(body, receive) if body else receive, send)
+                return
+            self.answered += 1
+            registry: Registry = scope["app"].state.service.registry
 
-        async def call() -> Response:
-            return await implementation(batch, registry, principal)
+            async def call() -> Response:
+                return await implementation(batch, registry, principal)
 
-        await answer(route, call, scope, receive, send)
+            await answer(route, call, scope, receive, send)
 
 
 async def _arguments(body: bytes, scope: Scope, unset: bool) -> tuple[Principal, BatchBody]:

@@ -11,6 +11,7 @@ body is validated, and its answer encoded, with the loop turning in between.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
@@ -21,11 +22,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from pageholder.service.api import create_app
+from pageholder.service.api import create_app, fastbatch
 from pageholder.service.api.batchbody import BatchBody, of_model, read_batch
 from pageholder.service.api.fastbatch import FastBatches
 from pageholder.service.api.routes.batches import _response
 from pageholder.service.api.schemas import BatchSetRequest, BatchUnsetRequest
+from pageholder.service.core import collector
 from pageholder.service.core.batch import BatchItem
 from pageholder.service.core.bulk import CreatedRun
 from pageholder.service.core.radix import MAX_ORDER
@@ -293,3 +295,24 @@ async def test_both_paths_answer_alike_and_the_fast_one_takes_the_good_ones() ->
                 assert one.headers["content-type"] == other.headers["content-type"], case
                 assert one.content == other.content, case
                 assert counter.answered - before == taken, case
+
+
+async def test_full_collections_wait_for_a_whole_batch_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Parsing and answering too, not only the apply (core.collector says why)."""
+    seen: list[int] = []
+    original = fastbatch.read_batch
+
+    async def read(doc: Any, *, unset: bool) -> BatchBody | None:
+        seen.append(gc.get_threshold()[2])
+        return await original(doc, unset=unset)
+
+    monkeypatch.setattr(fastbatch, "read_batch", read)
+    threshold = gc.get_threshold()
+    async for _, client, tokens in side(True):
+        body = b'{"holder": "a", "pages": [{"pfn": %d}]}' % P
+        headers = {**JSON, "Authorization": f"Bearer {tokens['admin']}"}
+        assert (await client.post(SET, content=body, headers=headers)).status_code == 200
+    assert seen == [collector.NEVER]
+    assert gc.get_threshold() == threshold

@@ -225,3 +225,16 @@ async def test_a_batch_defers_full_collections_only_while_it_runs() -> None:
     assert (threshold[0], threshold[1], collector.NEVER) in seen  # mid-batch
     assert gc.isenabled()
     assert gc.get_threshold() == threshold
+
+
+def test_full_collections_come_back_when_batches_overlap_for_too_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(collector, "monotonic", lambda: now[0])
+    threshold = gc.get_threshold()
+    with full_collections_deferred():
+        now[0] += collector.MAX_DEFERRAL_S + 1
+        with full_collections_deferred():  # one more batch, and no break since
+            assert gc.get_threshold() == threshold
+    assert gc.get_threshold() == threshold
