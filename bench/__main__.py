@@ -20,6 +20,7 @@ BENCHES = {
     "leases": "bench.bench_leases",
     "stall": "bench.bench_stall",
     "batch": "bench.bench_batch",
+    "pg": "bench.bench_pg",
 }
 
 
