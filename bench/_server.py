@@ -4,7 +4,8 @@ The server (``Server``) is this module run as a script::
 
     python -m bench._server --data-dir DIR|:memory: --token T [--stats] [--profile FILE]
 
-(``BENCH_LAG=FILE`` in its environment: where its event loop stalled, ``bench/_lag.py``;
+(``BENCH_LAG=FILE`` in its environment: where its event loop stalled, ``bench/_lag.py``,
+``{pid}`` in FILE replaced by its process id;
 ``BENCH_NO_GC=1``: the collector off, to tell collections from the rest.)
 
 It builds ``create_app(Settings(data_dir=DIR, admin_token=T))``, adds one trivial route
@@ -157,7 +158,7 @@ def _serve(argv: list[str]) -> None:
         import gc
 
         gc.disable()
-    lag = os.environ.get("BENCH_LAG")
+    lag = os.environ.get("BENCH_LAG", "").replace("{pid}", str(os.getpid()))
     if lag:  # where the loop stalls (bench/_lag.py), written at shutdown
         from contextlib import asynccontextmanager
 
