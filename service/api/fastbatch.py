@@ -75,15 +75,15 @@ class FastBatches:
             await self.app(scope, receive, send)
             return
         route, implementation, unset = taken
-        body = b""
+        body: bytes | None = None
         # While the request's entries, results and ops live, full collections would
         # walk them again and again (core.collector); after it they are gone.
         with full_collections_deferred():
             try:
                 body = await _read_body(receive)
                 principal, batch = await _arguments(body, scope, unset)
-            except Fallback:
-                await self.app(scope, _replay(body, receive) if body else receive, send)
+            except Fallback:  # the body replayed even when empty: it was read
+                await self.app(scope, receive if body is None else _replay(body, receive), send)
                 return
             self.answered += 1
             registry: Registry = scope["app"].state.service.registry
