@@ -21,6 +21,7 @@ BENCHES = {
     "events": "bench.bench_events",
     "leases": "bench.bench_leases",
     "stall": "bench.bench_stall",
+    "batch": "bench.bench_batch",
     "pg": "bench.bench_pg",
     "takeover": "bench.bench_takeover",
 }

@@ -4,6 +4,10 @@ The server (``Server``) is this module run as a script::
 
     python -m bench._server --data-dir DIR|:memory: --token T [--stats] [--profile FILE]
 
+(``BENCH_LAG=FILE`` in its environment: where its event loop stalled, ``bench/_lag.py``,
+``{pid}`` in FILE replaced by its process id;
+``BENCH_NO_GC=1``: the collector off, to tell collections from the rest.)
+
 It builds ``create_app(Settings(data_dir=DIR, admin_token=T))``, adds one trivial route
 to that same app, ``GET /bench/const`` (constant JSON, no auth: the floor every request
 pays for uvicorn + Starlette routing + middleware), and with ``--stats`` a second one,
@@ -150,6 +154,28 @@ def _serve(argv: list[str]) -> None:
         return {"ok": True}
 
     app.add_api_route("/bench/const", const, methods=["GET"], include_in_schema=False)
+    if os.environ.get("BENCH_NO_GC"):  # to tell collections from the rest
+        import gc
+
+        gc.disable()
+    lag = os.environ.get("BENCH_LAG", "").replace("{pid}", str(os.getpid()))
+    if lag:  # where the loop stalls (bench/_lag.py), written at shutdown
+        from contextlib import asynccontextmanager
+
+        from . import _lag
+
+        inner = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(started: Any) -> Any:
+            dump = _lag.install(lag)
+            try:
+                async with inner(started) as state:
+                    yield state
+            finally:
+                dump()
+
+        app.router.lifespan_context = lifespan
     if opts.stats:
 
         async def stats() -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """Loop stalls: lookup latency while big work runs (issue 11, finding 4).
 
-Run: ``.venv/bin/python -m bench stall [CASE ...]`` (cases by letter, e.g. ``b c``: only
-those are run, and only their rows of RESULTS.md are replaced). ``BENCH_QUICK=1`` makes
-a short run that leaves RESULTS.md alone.
+Run: ``.venv/bin/python -m bench stall [CASE ...]``. ``BENCH_QUICK=1`` makes a short
+run that leaves RESULTS.md alone. Cases by letter (``python -m bench stall a a'``, or
+``BENCH_STALL_CASES=a,a'``) run only those cases and replace only their rows in
+RESULTS.md (with a note of when, and the load). ``BENCH_STALL_MAIN=1``
+runs the chosen cases on main's code too, in the same run, and writes those rows
+beside them ("main's code"), for a before/after.
 
 One real server (``bench._server``, a durable data directory in a temporary folder,
 one uvicorn worker on 127.0.0.1) and, in this process, a plain HTTP release handler on
@@ -29,28 +32,31 @@ and, where the work locks one, in the same zone (Normal):
     the registry; (d') the same PATCH of the holder of those 524,288 holds (every
     hold's "no handler" mark follows);
 (e) a holder's batch of 70,000 pages (over the 65,536 limit; 413);
-(f) four unauthenticated clients sending 8 MiB bodies (401).
+(f) four unauthenticated clients sending 8 MiB bodies (401);
+(g) DELETE ?force=true of a holder of 524,288 holds, once in the probe's window.
 Target: every p99 during < 50 ms.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
+import contextlib
 import json
 import os
-import re
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from ._report import RESULTS, header, write_section
 from ._server import BLOCK_PAGES, HOST, NORMAL_START, Row, Server, table
+from .bench_events import main_tree
 
 COMMAND = ".venv/bin/python -m bench stall"
 SECTION = "Loop stalls"
@@ -60,7 +66,7 @@ DMA32_PFN = 8192
 BIG_ANSWER = 4 << 20
 LONG_ERROR = 200
 BATCH = 65536
-CASES = ("a", "a'", "b", "c", "c'", "d", "d'", "e", "f")
+MAIN_CODE = ", main's code"
 
 
 # --- the probe (child process) ----------------------------------------------------------
@@ -167,14 +173,14 @@ class Bench:
         body = {"holder": holder, "ranges": [{"start_pfn": start, "nr_pages": nr_pages}]}
         (await self.admin.post(f"/v1/holds/{route}", json=body)).raise_for_status()
 
-    async def during(self, work: Any, pfns: list[int]) -> list[float]:
-        """p99 of each probe while ``work()`` runs over and over."""
+    async def during(self, work: Any, pfns: list[int], once: bool = False) -> list[float]:
+        """p99 of each probe while ``work()`` runs over and over (``once``: one time)."""
         stop = asyncio.Event()
         rounds = 0
 
         async def loop() -> None:
             nonlocal rounds
-            while not stop.is_set():
+            while not stop.is_set() and not (once and rounds):
                 await work()
                 rounds += 1
 
@@ -192,19 +198,47 @@ class Bench:
         return [p99(r) for r in results]
 
 
-async def measure(seconds: float, cases: set[str]) -> list[tuple[str, str, float, float]]:
-    """(case, probed zone, idle p99, p99 during) for every row of ``cases``."""
+@contextlib.contextmanager
+def server_of(data_dir: str, pythonpath: Path | None) -> Iterator[Server]:
+    """A ``Server`` running this tree's code, or the code at ``pythonpath``."""
+    saved = os.environ.get("PYTHONPATH")
+    if pythonpath is not None:
+        os.environ["PYTHONPATH"] = str(pythonpath)
+    try:
+        server = Server(data_dir).start()
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def chosen(case: str, cases: frozenset[str] | None) -> bool:
+    """Whether ``case`` ("(a') ...": its tag is the text in the first brackets) runs."""
+    return cases is None or case[1 : case.index(")")] in cases
+
+
+async def measure(
+    seconds: float, cases: frozenset[str] | None = None, pythonpath: Path | None = None
+) -> list[tuple[str, str, float, float]]:
+    """(case, probed zone, idle p99, p99 during) for every row of the chosen ``cases``
+    (None: all), on this tree's code or on the code at ``pythonpath``."""
     rows: list[tuple[str, str, float, float]] = []
     received = ThreadingHTTPServer((HOST, 0), Handler)
     threading.Thread(target=received.serve_forever, daemon=True).start()
     hook = f"http://{HOST}:{received.server_address[1]}"
-    with tempfile.TemporaryDirectory() as data_dir, Server(data_dir) as server:
+    with tempfile.TemporaryDirectory() as data_dir, server_of(data_dir, pythonpath) as server:
         b = Bench(server, hook, seconds)
         try:
             await b.holder("bulk", "ok")
             await b.holder("refuser", "refuse")
             await b.holder("talker", "big")
             await b.holder("longtalker", "long")
+            await b.holder("doomed", "ok")
             await b.holder("quiet", None)
             await b.holder("many", None)
             normal_probe = 120 * BLOCK_PAGES  # a Normal pfn (block 120) no case touches
@@ -221,11 +255,9 @@ async def measure(seconds: float, cases: set[str]) -> list[tuple[str, str, float
                 await b.batch("bulk", start, BATCH)
                 await b.batch("bulk", start, BATCH, unset=True)
 
-            if "a" in cases:
-                row(
-                    "(a) 65,536-page batch-set + batch-unset (a range)",
-                    *await b.during(batches, [DMA32_PFN, normal_probe]),
-                )
+            case = "(a) 65,536-page batch-set + batch-unset (a range)"
+            if chosen(case, cases):
+                row(case, *await b.during(batches, [DMA32_PFN, normal_probe]))
             pages = [{"pfn": start + i, "order": 0} for i in range(BATCH)]
             set_body = json.dumps({"holder": "bulk", "pages": pages}).encode()
             unset_body = json.dumps({"pages": pages}).encode()
@@ -239,29 +271,25 @@ async def measure(seconds: float, cases: set[str]) -> list[tuple[str, str, float
                     )
                     answer.raise_for_status()
 
-            if "a'" in cases:
-                row(
-                    "(a') the same as a 65,536-entry pages list",
-                    *await b.during(page_batches, [DMA32_PFN, normal_probe]),
-                )
+            case = "(a') the same as a 65,536-entry pages list"
+            if chosen(case, cases):
+                row(case, *await b.during(page_batches, [DMA32_PFN, normal_probe]))
 
             # (b), (c), (c'): a block of 32,768 holds whose holder does not release them
-            for letter, case, holder, block in (
+            for case, holder, block in (
                 (
-                    "b",
                     "(b) offline of 32,768 holds, all refused (report of 32,768 failures)",
                     "refuser",
                     40,
                 ),
-                ("c", "(c) offline of 32,768 holds, ~4 MiB answers (refused unread)", "talker", 41),
+                ("(c) offline of 32,768 holds, ~4 MiB answers (refused unread)", "talker", 41),
                 (
-                    "c'",
                     "(c') offline of 32,768 holds, the longest answers read (~0.9 MiB a call)",
                     "longtalker",
                     42,
                 ),
             ):
-                if letter not in cases:
+                if not chosen(case, cases):
                     continue
                 await b.batch(holder, block * BLOCK_PAGES, BLOCK_PAGES)
 
@@ -272,10 +300,8 @@ async def measure(seconds: float, cases: set[str]) -> list[tuple[str, str, float
                 row(case, *await b.during(offline, [DMA32_PFN, normal_probe]))
 
             # (d): 524,288 holds in the registry, all of one holder
-            if not cases & {"d", "d'", "e", "f"}:
-                return rows
             first = 48 * BLOCK_PAGES
-            for n in range(8):
+            for n in range(8 if cases is None or cases & {"d", "d'"} else 0):
                 await b.batch("many", first + n * BATCH, BATCH)
             urls = iter([f"{hook}/ok", None] * 1_000_000)
 
@@ -291,16 +317,25 @@ async def measure(seconds: float, cases: set[str]) -> list[tuple[str, str, float
             async def patch_many() -> None:
                 await patch("many")
 
-            if "d" in cases:
-                row(
-                    "(d) PATCH of a holder without holds, 524,288 holds in the registry",
-                    *await b.during(patch_quiet, [DMA32_PFN]),
-                )
-            if "d'" in cases:
-                row(
-                    "(d') PATCH of the holder of 524,288 holds (release_url set/unset)",
-                    *await b.during(patch_many, [DMA32_PFN, normal_probe]),
-                )
+            case = "(d) PATCH of a holder without holds, 524,288 holds in the registry"
+            if chosen(case, cases):
+                row(case, *await b.during(patch_quiet, [DMA32_PFN]))
+            case = "(d') PATCH of the holder of 524,288 holds (release_url set/unset)"
+            if chosen(case, cases):
+                row(case, *await b.during(patch_many, [DMA32_PFN, normal_probe]))
+
+            # (g): a forced DELETE of another holder of 524,288 holds, once
+            case = "(g) DELETE ?force=true of a holder of 524,288 holds (once in the window)"
+            if chosen(case, cases):
+                doomed = 64 * BLOCK_PAGES
+                for n in range(8):
+                    await b.batch("doomed", doomed + n * BATCH, BATCH)
+
+                async def delete() -> None:
+                    answer = await b.admin.delete("/v1/holders/doomed", params={"force": "true"})
+                    assert answer.status_code == 204, answer.text
+
+                row(case, *await b.during(delete, [DMA32_PFN, normal_probe], once=True))
 
             # (e) a holder's oversized batch
             over = [{"pfn": start + i, "order": 0} for i in range(70_000)]
@@ -314,11 +349,9 @@ async def measure(seconds: float, cases: set[str]) -> list[tuple[str, str, float
                 answer = await b.admin.post("/v1/holds/batch-set", content=over_body, headers=bulk)
                 assert answer.status_code == 413, answer.text
 
-            if "e" in cases:
-                row(
-                    "(e) a holder's batch of 70,000 pages (413)",
-                    *await b.during(oversized, [DMA32_PFN]),
-                )
+            case = "(e) a holder's batch of 70,000 pages (413)"
+            if chosen(case, cases):
+                row(case, *await b.during(oversized, [DMA32_PFN]))
 
             # (f) four anonymous 8 MiB bodies at a time
             anon_body = b'{"pages": [' + b" " * ((8 << 20) - 40) + b"]}"
@@ -330,11 +363,9 @@ async def measure(seconds: float, cases: set[str]) -> list[tuple[str, str, float
                     )
                 assert all(a.status_code == 401 for a in answers)
 
-            if "f" in cases:
-                row(
-                    "(f) four unauthenticated 8 MiB bodies",
-                    *await b.during(anonymous, [DMA32_PFN]),
-                )
+            case = "(f) four unauthenticated 8 MiB bodies"
+            if chosen(case, cases):
+                row(case, *await b.during(anonymous, [DMA32_PFN]))
         finally:
             await b.admin.aclose()
             received.shutdown()
@@ -345,14 +376,14 @@ async def _nothing() -> None:
     await asyncio.sleep(0.05)
 
 
-def rows_of(measured: list[tuple[str, str, float, float]]) -> list[Row]:
+def rows_of(measured: list[tuple[str, str, float, float]], code: str = "") -> list[Row]:
     out = []
     for case, zone, idle, during in measured:
         passed = during < TARGET_MS
         short = "" if passed else f"{during - TARGET_MS:.0f} ms over"
         out.append(
             Row(
-                f"{case}, lookups in the {zone}",
+                f"{case}, lookups in the {zone}{code}",
                 f"p99 {during:.1f} ms",
                 f"idle p99 {idle:.1f} ms",
                 f"{during / idle:.1f}x",
@@ -364,68 +395,74 @@ def rows_of(measured: list[tuple[str, str, float, float]]) -> list[Row]:
     return out
 
 
-def main(args: list[str] | None = None) -> None:
-    cases = set(args or CASES)
-    unknown = sorted(cases - set(CASES))
-    if unknown:
-        raise SystemExit(f"unknown case(s) {', '.join(unknown)}; cases: {' '.join(CASES)}")
+def load() -> str:
+    """The 1-, 5- and 15-minute load averages (``uptime``'s)."""
+    return " / ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def replace_rows(rows: list[Row], note: str) -> None:
+    """Put ``rows`` in place of the rows of the same measure in RESULTS.md's section (new
+    ones at its table's end), and ``note`` (one line per rerun) after the table."""
+    text = RESULTS.read_text()
+    start = text.index(f"## {SECTION}\n")
+    end = text.find("\n## ", start)
+    end = len(text) if end < 0 else end + 1
+    lines = text[start:end].splitlines()
+    fresh = table(rows).splitlines()[2:]
+    for new in fresh:
+        measure = new.split(" | ")[0]
+        at = [i for i, line in enumerate(lines) if line.split(" | ")[0] == measure]
+        if at:
+            lines[at[0]] = new
+            continue
+        # a row of main's code goes after this tree's row of the same case
+        mine = measure.removesuffix(MAIN_CODE)
+        near = [i for i, line in enumerate(lines) if line.split(" | ")[0] == mine]
+        last = max(i for i, line in enumerate(lines) if line.startswith("| "))
+        lines.insert((near[0] if near else last) + 1, new)
+    last = max(i for i, line in enumerate(lines) if line.startswith("| "))
+    tag = note.split(":")[0]
+    lines = [line for line in lines if not line.startswith(tag)]
+    lines[last + 1 : last + 1] = ["", note]
+    section = "\n".join(lines).rstrip("\n").replace("\n\n\n", "\n\n") + "\n\n"
+    RESULTS.write_text((text[:start] + section + text[end:]).rstrip("\n") + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
     quick = bool(os.environ.get("BENCH_QUICK"))
     seconds = 2.0 if quick else 5.0
+    picked = ",".join(argv) if argv else os.environ.get("BENCH_STALL_CASES")
+    cases = frozenset(picked.split(",")) if picked else None
     began = time.monotonic()
+    before = load()
     rows = rows_of(asyncio.run(measure(seconds, cases)))
-    took = time.monotonic() - began
-    load = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    if args:
-        command = f"{COMMAND} {' '.join(a for a in CASES if a in cases)}"
-        print(table(rows))
-        if not quick:
-            replace_rows(rows, [a for a in CASES if a in cases], command, took, load)
-        return
-    text = header(SECTION, COMMAND, took, f", load average at the end {load}") + (
+    against_main = bool(os.environ.get("BENCH_STALL_MAIN"))
+    if against_main:
+        with tempfile.TemporaryDirectory() as base:
+            main_code = main_tree(Path(base) / "main")
+            rows += rows_of(asyncio.run(measure(seconds, cases, main_code)), MAIN_CODE)
+    text = header(SECTION, COMMAND, time.monotonic() - began) + (
         f"Lookups every {PERIOD_S * 1000:g} ms for {seconds:g} s per probe, latency counted"
         " from when each was due (see bench/bench_stall.py for the cases).\n\n" + table(rows) + "\n"
     )
     print(text)
-    if not quick:
+    print(f"load average before / after: {before} ; {load()}")
+    if quick:
+        return
+    if cases is None:
         write_section(SECTION, text)
-
-
-def replace_rows(rows: list[Row], cases: list[str], command: str, took: float, load: str) -> None:
-    """Put a partial run's rows in place of those cases' rows in the section's table (in
-    case order) and say under the table when and how they were measured."""
-    text = RESULTS.read_text()
-    section = re.search(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", text, re.S | re.M)
-    if section is None:
-        raise SystemExit(f"no {SECTION!r} section in {RESULTS} to update: run every case")
-    lines = section.group(0).splitlines()
-    fresh = table(rows).splitlines()[2:]
-    body = [i for i, line in enumerate(lines) if re.match(r"\| \([a-z]'?\) ", line)]
-    if not body:
-        raise SystemExit(f"no rows in the {SECTION!r} table")
-
-    def letter(line: str) -> str:
-        return line[3 : line.index(")")]
-
-    kept = [lines[i] for i in body if letter(lines[i]) not in cases]
-    merged = sorted(kept + fresh, key=lambda line: CASES.index(letter(line)))
-    labels = ", ".join(f"({c})" for c in cases)
-    note = (
-        f"Rows {labels} rerun alone: `{command}` ({took:.0f} s), "
-        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
-        f"load average at the end {load}; their baseline is that run's idle probe."
+        return
+    stamp = text.split("Date: ")[1].split("\n")[0]
+    env = f"BENCH_STALL_CASES={picked}" + (" BENCH_STALL_MAIN=1" if against_main else "")
+    replace_rows(
+        rows,
+        f"Rows {', '.join(sorted(cases))} rerun: `{env} {COMMAND}`, {stamp}, load average"
+        f" (1/5/15 min) {before} before and {load()} after.",
     )
-    notes = [line for line in lines if line.startswith("Rows ") and f"{labels} rerun" not in line]
-    out = lines[: body[0]] + merged + [""] + [*notes, note]
-    rest = [line for line in lines[body[-1] + 1 :] if not line.startswith("Rows ")]
-    while rest and rest[0] == "":
-        rest.pop(0)
-    out += ["", *rest]
-    new = text.replace(section.group(0), "\n".join(out).rstrip("\n") + "\n\n")
-    RESULTS.write_text(new.rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["probe"]:
         probe(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     else:
-        main(sys.argv[1:])
+        main()

@@ -24,6 +24,7 @@ from pageholder.service.api.auth import TokenBook, load_admin_token
 from pageholder.service.api.authfirst import AuthFirst
 from pageholder.service.api.batchlimit import BatchEntryLimit
 from pageholder.service.api.fast import FastPages
+from pageholder.service.api.fastbatch import FastBatches
 from pageholder.service.api.leadership import Leadership
 from pageholder.service.api.loading import become_ready, recover_and_open
 from pageholder.service.api.metrics import Metrics
@@ -278,6 +279,7 @@ def create_app(
     # body limit, auth-before-body, the revision header, the readiness gate and the
     # request metrics.
     app.add_middleware(FastPages, routes=pages.router.routes)
+    app.add_middleware(FastBatches, routes=batches.router.routes)  # bodies in slices
     app.add_middleware(BatchEntryLimit)  # an authenticated batch's count, before parsing
     app.add_middleware(AuthFirst)  # after the size limit, before any body is read
     app.add_middleware(RevisionHeader)

@@ -183,19 +183,13 @@ class FastPages:
             await self.app(scope, _replay(body, receive) if body else receive, send)
             return
         self.answered += 1
-        scope["route"] = fast.route  # what the request metrics label it by
         scope["path_params"] = path
-        app: FastAPI = scope["app"]
-        try:
+
+        async def call() -> Response:
             result = await fast.endpoint(**kwargs)
-            response = result if isinstance(result, Response) else _serialize(fast, result)
-        except Exception as exc:
-            handler = _handler(app, exc)
-            if handler is None:
-                raise  # ServerErrorMiddleware's: a 500 problem, as from a FastAPI route
-            answer = handler(Request(scope, receive), exc)
-            response = await answer if inspect.isawaitable(answer) else answer
-        await response(scope, receive, send)
+            return result if isinstance(result, Response) else _serialize(fast, result)
+
+        await answer(fast.route, call, scope, receive, send)
 
     def _arguments(
         self, fast: FastRoute, path: dict[str, str], body: bytes, scope: Scope
@@ -226,6 +220,28 @@ class FastPages:
                     raise Fallback
                 kwargs[param.name] = principal
         return kwargs
+
+
+async def answer(
+    route: APIRoute,
+    call: Callable[[], Awaitable[Response]],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Send what ``call`` answers for ``route``, as the FastAPI route would: core errors
+    through the app's own exception handlers."""
+    scope["route"] = route  # what the request metrics label it by
+    app: FastAPI = scope["app"]
+    try:
+        response = await call()
+    except Exception as exc:
+        handler = _handler(app, exc)
+        if handler is None:
+            raise  # ServerErrorMiddleware's: a 500 problem, as from a FastAPI route
+        answered = handler(Request(scope, receive), exc)
+        response = await answered if inspect.isawaitable(answered) else answered
+    await response(scope, receive, send)
 
 
 def _body(route: APIRoute, body: bytes, scope: Scope) -> Any:

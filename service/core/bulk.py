@@ -9,23 +9,27 @@ cannot take whole (a page held already, a block not online, pages in no zone) go
 through the page-by-page steps of ``batch.batch_set``, so every page is answered as
 that function would answer it, in the same order: ``pages`` first, then each range.
 
-Locking and atomicity are ``batch``'s: every zone touched is write-locked for the whole
-batch in zone order, nothing awaits in between, an ``atomic`` batch takes everything
-back in reverse at its first failure, and the batch is one journal submission.
+Locking, slices, atomicity and the deferred full collections are ``batch``'s: every
+zone touched is write-locked for the whole batch in zone order, the work yields between
+slices (``core.slices.Slices``: a piece that is not free is 65,536 page steps), an
+``atomic`` batch takes everything back in reverse at its first failure (or when it is
+cancelled at a pause), and the batch is one journal submission.
 """
 
 from __future__ import annotations
 
-import gc
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from pageholder.service.core.batch import BatchItem, set_batch_events
+from pageholder.service.core.collector import full_collections_deferred
 from pageholder.service.core.errors import PageHolderError
 from pageholder.service.core.events import EventBody
 from pageholder.service.core.journal import Op, hold_op, hold_range_op, set_ops
 from pageholder.service.core.model import Holder, SetResult, SetStatus
 from pageholder.service.core.registry import ADMIN, Actor, Registry
+from pageholder.service.core.slices import Slices
 from pageholder.service.core.zone import ZoneHolds
 
 __all__ = ["CreatedRun", "batch_set_ranges"]
@@ -98,31 +102,35 @@ async def batch_set_ranges(
     touched.update((p.zh.zone.index, p.zh) for p in pieces if p.zh is not None)
     step = _Steps(registry, holder, stamp, overwrite, actor)
     locked: list[ZoneHolds] = []
-    collecting = gc.isenabled()
     pending = None
-    try:
-        for _, zh in sorted(touched.items()):
-            await zh.lock.writer_lock.acquire()
-            locked.append(zh)
-        registry.check_enrolled(holder)  # it may have been removed while we waited
-        # From here on: no await, so the batch is one step for everybody else; the
-        # collector is paused for it, as in batch._run.
-        gc.disable()
+    # Full collections wait for the batch, as in batch._run (``core.collector``).
+    with full_collections_deferred():
         try:
-            for pfn, order, where in singles:
-                step.single(pfn, order, where, atomic)
-            for piece in pieces:
-                step.piece(piece, atomic)
-        except PageHolderError:
-            step.undo_all()
-            raise
-        # One submission and one revision: the batch commits whole or not at all.
-        pending = registry.submit(step.ops, step.undo_all, step.events())
-    finally:
-        if collecting:
-            gc.enable()
-        for zh in reversed(locked):
-            zh.lock.writer_lock.release()
+            for _, zh in sorted(touched.items()):
+                await zh.lock.writer_lock.acquire()
+                locked.append(zh)
+            registry.check_enrolled(holder)  # it may have been removed while we waited
+            registry.leases.check_may_hold(holder)  # an expired holder starts no hold
+            # From here on the awaits are pauses between slices, as in batch._run: other
+            # zones go on, the touched ones stay write-locked.
+            slices = Slices()
+            try:
+                for n, (pfn, order, where) in enumerate(singles, 1):
+                    step.single(pfn, order, where, atomic)
+                    if slices.due(n):
+                        await slices.pause()
+                for piece in pieces:
+                    await step.piece(piece, atomic, slices)
+            except (PageHolderError, asyncio.CancelledError):
+                # A failure of an atomic batch, or cancelled at a pause (shutdown): nothing
+                # was submitted, so what was applied is taken back before the locks go.
+                step.undo_all()
+                raise
+            # One submission and one revision: the batch commits whole or not at all.
+            pending = registry.submit(step.ops, step.undo_all, step.events())
+        finally:
+            for zh in reversed(locked):
+                zh.lock.writer_lock.release()
     await registry.durable(pending)
     return step.results
 
@@ -182,18 +190,22 @@ class _Steps:
             self._overwritten.append((pfn, order))
             self._previous.update(dict.fromkeys(h.holder.name for h in result.previous))
 
-    def piece(self, piece: _Piece, atomic: bool) -> None:
-        """A range's piece: whole if it can, else page by page."""
+    async def piece(self, piece: _Piece, atomic: bool, slices: Slices) -> None:
+        """A range's piece: whole if it can, else page by page, in ``slices``."""
         zh, start, end = piece
         if zh is not None and self._whole(zh, start, end):
+            if slices.over():
+                await slices.pause()
             return
-        for pfn in range(start, end):
+        for n, pfn in enumerate(range(start, end), 1):
             where: ZoneHolds | PageHolderError
             try:
                 where = self.registry.place(pfn, 0) if zh is None else zh
             except PageHolderError as exc:
                 where = exc
             self.single(pfn, 0, where, atomic)
+            if slices.due(n):
+                await slices.pause()
 
     def _whole(self, zh: ZoneHolds, start: int, end: int) -> bool:
         registry, holder, stamp = self.registry, self.holder, self.stamp

@@ -111,17 +111,39 @@ def holder_event(kind: EventType, name: str, holds: HoldRefs = ()) -> EventBody:
     return EventBody(kind, name, holds)
 
 
+class HoldsByHolder:
+    """``hold_events``, one hold at a time: work that comes in slices (a batch) groups
+    its holds as it goes, and its last step is O(holders), not O(holds)."""
+
+    __slots__ = ("kind", "previous", "_by_holder")
+
+    def __init__(self, kind: EventType, previous: tuple[str, ...] = ()) -> None:
+        self.kind = kind
+        self.previous = previous
+        self._by_holder: dict[str, list[HoldRef]] = defaultdict(list)
+
+    def add(self, holder: str, pfn: int, order: int) -> None:
+        """Cost: O(1)."""
+        self._by_holder[holder].append((pfn, order))
+
+    def bodies(self) -> list[EventBody]:
+        """One body per holder, holders in first-seen order. Cost: O(holders)."""
+        kind, previous = self.kind, self.previous
+        return [
+            EventBody(kind, name, tuple(refs), previous=previous)
+            for name, refs in self._by_holder.items()
+        ]
+
+
 def hold_events(
     kind: EventType, holds: Iterable[tuple[str, int, int]], previous: tuple[str, ...] = ()
 ) -> list[EventBody]:
     """One body per holder for ``(holder, pfn, order)`` triples, holders in first-seen
     order, each holder's holds in the given order. Cost: O(holds)."""
-    by_holder: dict[str, list[HoldRef]] = defaultdict(list)
+    grouped = HoldsByHolder(kind, previous)
     for name, pfn, order in holds:
-        by_holder[name].append((pfn, order))
-    return [
-        EventBody(kind, name, tuple(refs), previous=previous) for name, refs in by_holder.items()
-    ]
+        grouped.add(name, pfn, order)
+    return grouped.bodies()
 
 
 def block_event(
@@ -210,6 +232,25 @@ class Event:
         }
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _body_json(body: EventBody) -> str:
+    """``_dumps([type, holder, holds, block, report, previous])``, the holds in chunks
+    and an encoded report spliced in."""
+    holds, report = body.holds, body.report
+    chunks = (
+        _dumps(list(holds[i : i + MAX_EVENT_HOLDS]))[1:-1]
+        for i in range(0, len(holds), MAX_EVENT_HOLDS)
+    )
+    return (
+        f"[{_dumps(body.type.value)},{_dumps(body.holder)},[{','.join(chunks)}],"
+        f"{_dumps(body.block)},{report.text if isinstance(report, Encoded) else _dumps(report)},"
+        f"{_dumps(body.previous)}]"
+    )
+
+
 class Revision:
     """One committed change: its number, when, and what it did."""
 
@@ -248,7 +289,14 @@ class Revision:
 
     def to_json(self) -> str:
         """The bodies as the store keeps them (compact; ``from_json`` reads it back; an
-        encoded report is spliced in)."""
+        encoded report is spliced in): ``json.dumps`` of ``[[type, holder, holds, block,
+        report, previous], ...]``.
+
+        The store's writer thread calls it. A C call holds the GIL for as long as it
+        runs, and a 65,536-hold body is 15-60 ms of ``json.dumps``: the event loop would
+        stand still meanwhile. So the holds are encoded ``MAX_EVENT_HOLDS`` at a time,
+        with Python steps in between where the loop's thread can take the GIL back.
+        Cost: O(holds), in chunks."""
         return "[" + ",".join(_body_json(b) for b in self.bodies) + "]"
 
     @classmethod
@@ -266,13 +314,3 @@ class Revision:
         ]
         return cls(rev, time, bodies)
 
-
-def _body_json(b: EventBody) -> str:
-    report = b.report
-    if not isinstance(report, Encoded):
-        return json.dumps(
-            [b.type.value, b.holder, b.holds, b.block, report, b.previous], separators=(",", ":")
-        )
-    head = json.dumps([b.type.value, b.holder, b.holds, b.block], separators=(",", ":"))
-    tail = json.dumps(b.previous, separators=(",", ":"))
-    return f"{head[:-1]},{report.text},{tail}]"

@@ -32,7 +32,7 @@ single-page releases: a hold already ``releasing`` or not yet, already erased or
 ``held`` again (and then theirs to unset). Erasures are journaled at the commit, after
 the memory change, as every change is; whatever is submitted in between touches other
 pages. The block's state changes in one step, at the commit. Every slice is bounded by
-time (``Pacer``); no lock is held across the wait for the holders.
+time (``Slices``); no lock is held across the wait for the holders.
 
 This module owns the blocks' states (``BlockStates``): only it changes them; the
 registry asks it whether a hold may start (``check_online``) and recovery hands it what
@@ -69,7 +69,7 @@ from pageholder.service.core.offline_report import OfflineFailure, OfflineReport
 from pageholder.service.core.radix import Entry
 from pageholder.service.core.registry import Registry
 from pageholder.service.core.rules import DEFAULT_DEADLINE_S
-from pageholder.service.core.slices import Pacer
+from pageholder.service.core.slices import Slices
 from pageholder.service.core.zone import RELEASING, ZoneHolds
 
 __all__ = [
@@ -183,7 +183,7 @@ async def offline_block(
     calls = 0
     try:
         by_holder: dict[Holder, list[PageRef]] = {}
-        pacer = Pacer()
+        slices = Slices()
         for entry in entries:
             holder = entry.value
             assert isinstance(holder, Holder)
@@ -200,8 +200,8 @@ async def offline_block(
                     FailureReason.NO_RELEASE_HANDLER,
                     f"holder {holder.name!r} has no release handler",
                 )
-            if pacer.due():
-                await pacer.pause()
+            if slices.due():
+                await slices.pause()
         calls = await _release_round(
             registry, block_id, by_holder, answers, deadline_s, concurrency
         )
@@ -281,16 +281,16 @@ async def _mark(zh: ZoneHolds, start: int, end: int, entries: list[Entry]) -> No
     at = start
     while at < end:
         async with zh.lock.writer_lock:
-            pacer = Pacer()
+            slices = Slices()
             for entry in tree.items(at, end):
                 tree.set_mark(entry.head, RELEASING)
                 entries.append(entry)
                 at = entry.head + (1 << entry.order)  # holds never overlap: resume there
-                if pacer.due():
+                if slices.due():
                     break
             else:
                 return
-        await pacer.pause()
+        await slices.pause()
 
 
 async def _unmark(registry: Registry, zh: ZoneHolds, block_id: int, entries: list[Entry]) -> None:
@@ -339,17 +339,17 @@ async def _release_round(
     holders = list(by_holder)
     results = await asyncio.gather(*(ask(h, by_holder[h]) for h in holders))
     calls = 0
-    pacer = Pacer()
+    slices = Slices()
     for answer in results:
         calls += answer.calls
         for pfn in answer.released:
             answers[pfn] = None
-            if pacer.due():
-                await pacer.pause()
+            if slices.due():
+                await slices.pause()
         for pfn, failure in answer.failed.items():
             answers[pfn] = failure
-            if pacer.due():
-                await pacer.pause()
+            if slices.due():
+                await slices.pause()
     return calls
 
 
@@ -375,7 +375,7 @@ async def _settle(
     n = 0
     while n < len(entries):
         async with zh.lock.writer_lock:
-            pacer = Pacer()
+            slices = Slices()
             while n < len(entries):
                 entry = entries[n]
                 n += 1
@@ -405,9 +405,9 @@ async def _settle(
                             detail=failure.detail,
                         )
                     )
-                if pacer.due():
+                if slices.due():
                     break
-        await pacer.pause()
+        await slices.pause()
     if not failures:
         report.state = BlockState.OFFLINE.value
     report.duration_ms = round((time.monotonic() - started) * 1000, 3)

@@ -133,6 +133,10 @@ class GroupCommit:
                 for submission in group:
                     self._fail(submission, exc)
                 halted = True
+            # Hold on to nothing while waiting for the next one: a batch's submission (its
+            # 65,536 ops) would live on, scanned by every full collection meanwhile.
+            del item, group
+            more = None
 
     def _commit_group(self, group: list[_Submission]) -> bool:
         """Commit ``group``; False if a submission failed (it and the later ones are failed)."""

@@ -65,7 +65,7 @@ import httpx
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from pageholder.service.core.model import FailureReason, Holder, PageFailure, PageRef, ReleaseAnswer
-from pageholder.service.core.slices import Pacer
+from pageholder.service.core.slices import Slices
 from pageholder.service.webhooks.transport import AddressRefused
 
 __all__ = [
@@ -382,7 +382,7 @@ async def _parse_answer(content: bytes, covered: int) -> ReleaseAnswer:
     """``{"released": [pfn...], "failed": [{"pfn": p, "error": "text"}]}``, both optional
     but not both absent, neither longer than the ``covered`` pages it answers for (a
     holder may list every page of a multi-page hold, no more). Raises ``_Malformed``
-    saying what is wrong. The failures are checked in time-bounded slices (``Pacer``):
+    saying what is wrong. The failures are checked in time-bounded slices (``Slices``):
     4096 of them, each with its own error text, are ~10 ms of work; an error text said
     many times becomes one ``PageFailure``."""
     try:
@@ -404,7 +404,7 @@ async def _parse_answer(content: bytes, covered: int) -> ReleaseAnswer:
         raise _Malformed("'failed' must be a list of {pfn, error} objects")
     failed: dict[int, PageFailure] = {}
     said: dict[str, PageFailure] = {}  # error text -> its failure (holders repeat one)
-    pacer = Pacer()
+    slices = Slices()
     for item in failures:
         if not isinstance(item, dict) or not _is_pfn(item.get("pfn")):
             raise _Malformed("'failed' must be a list of {pfn, error} objects")
@@ -416,8 +416,8 @@ async def _parse_answer(content: bytes, covered: int) -> ReleaseAnswer:
             text = _one_line(error[: EXCERPT_CHARS * 4])[:EXCERPT_CHARS] or _NOT_REPORTED
             failure = said[error] = PageFailure(FailureReason.RELEASE_FAILED, text)
         failed[item["pfn"]] = failure
-        if pacer.due():
-            await pacer.pause()
+        if slices.due():
+            await slices.pause()
     return ReleaseAnswer(released=set(released), failed=failed)
 
 

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from fastapi.dependencies import utils as fastapi_utils
 
+from pageholder.service.api import fastbatch
+from pageholder.service.api.batchbody import BatchBody
 from pageholder.service.api.batchlimit import count_entries, too_many
 from pageholder.service.core.rules import MAX_BATCH_ENTRIES, MAX_RANGE_PAGES
 from tests.api.conftest import NORMAL, Api, assert_problem
@@ -49,16 +51,23 @@ async def test_the_count_of_many_ranges_spans_scan_windows() -> None:
 
 
 def spy_on_validation(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Names of the request models FastAPI validated a body into during the test."""
+    """Names of the request models a body was validated into during the test, by
+    FastAPI or by ``api.fastbatch`` (in slices)."""
     validated: list[str] = []
     original = fastapi_utils._validate_value_with_model_field
+    original_read = fastbatch.read_batch
 
     def validate(*, field: Any, **kw: Any) -> Any:
         if kw.get("loc") == ("body",):
             validated.append(getattr(field.field_info.annotation, "__name__", "?"))
         return original(field=field, **kw)
 
+    async def read(doc: Any, *, unset: bool) -> BatchBody | None:
+        validated.append("BatchUnsetRequest" if unset else "BatchSetRequest")
+        return await original_read(doc, unset=unset)
+
     monkeypatch.setattr(fastapi_utils, "_validate_value_with_model_field", validate)
+    monkeypatch.setattr(fastbatch, "read_batch", read)
     return validated
 
 

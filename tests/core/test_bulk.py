@@ -5,6 +5,7 @@ other, overwrite, and an atomic batch failing half way."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import pytest
@@ -15,6 +16,7 @@ from pageholder.service.core.bulk import CreatedRun, batch_set_ranges
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import Holder, PageRef, ReleaseAnswer
 from pageholder.service.core.registry import Registry
+from pageholder.service.core.slices import SLICE
 from pageholder.service.core.zone import NO_HANDLER, RELEASING
 
 NORMAL = 1 << 20  # DMA32 ends and Normal starts here; blocks of 32768 pages
@@ -114,3 +116,50 @@ async def test_a_range_batch_is_one_revision_with_every_hold_even_in_memory() ->
     (parts,) = backlog
     holds = [h for part in parts for h in part.holds]
     assert len(holds) == 5000 and holds[0] == (NORMAL, 0)
+
+
+async def test_an_expired_holder_takes_no_range() -> None:
+    """As batch.batch_set: 409 lease_expired, nothing held (it held every free run)."""
+    now = [1000.0]
+    reg = Registry(MemoryLayout.default(), no_caller, monotonic=lambda: now[0])
+    await reg.add_holder("nic0", lease_ttl_s=10)
+    now[0] += 11
+    with pytest.raises(errors.LeaseExpired):
+        await batch_set_ranges(reg, "nic0", [], [(NORMAL, 5000)])
+    assert reg.holder("nic0").holds == 0
+
+
+async def test_a_range_that_is_not_free_is_taken_page_by_page_in_slices() -> None:
+    reg = await registry()
+    await batch_set(reg, "g", [(NORMAL + 4096 + i, 0) for i in range(0, 3 * SLICE, 2)])
+    turns = 0
+    done = False
+
+    async def probe() -> None:
+        nonlocal turns
+        while not done:
+            await asyncio.sleep(0)
+            turns += 1
+
+    task = asyncio.create_task(probe())
+    await asyncio.sleep(0)
+    got = await batch_set_ranges(reg, "h", [], [(NORMAL + 4096, 3 * SLICE)])
+    done = True
+    await task
+    assert turns >= 2  # at least every SLICE pages
+    assert [r.status for r in flat(got)][:2] == ["error", "created"]
+
+
+async def test_a_range_batch_cancelled_between_slices_is_taken_back_whole() -> None:
+    reg = await registry()
+    before = state(reg)
+    await batch_set(reg, "g", [(NORMAL + 4096 + i, 0) for i in range(0, 3 * SLICE, 2)])
+    held = state(reg)
+    task = asyncio.create_task(batch_set_ranges(reg, "h", [], [(NORMAL + 4096, 3 * SLICE)]))
+    async with asyncio.timeout(30):
+        while reg.holder("h").holds < 4:  # h's first pages are in
+            await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert state(reg) == held != before

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pageholder.service.core import watchers
+from pageholder.service.core import events, watchers
 from pageholder.service.core.batch import batch_set, batch_unset
 from pageholder.service.core.events import (
     MAX_EVENT_HOLDS,
@@ -159,3 +159,33 @@ def test_an_encoded_report_is_spliced_in_and_weighs_its_entries() -> None:
     plain = Revision(3, 1.5, [block_event(EventType.BLOCK_OFFLINE_FAILED, 7, report)])
     assert json.loads(plain.to_json()) == json.loads(revision.to_json())
     assert revision.weight == plain.weight == 3  # the body and its two failures
+
+
+def test_the_stored_json_is_the_one_shot_encoding_written_in_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store's writer thread encodes a revision: a 65,536-hold body is encoded
+    ``MAX_EVENT_HOLDS`` holds per C call, so the loop's thread can take the GIL back in
+    between; the text is what one ``json.dumps`` of it would be."""
+    holds = tuple((NORMAL + i, i % 3) for i in range(16 * MAX_EVENT_HOLDS + 5))
+    report = {"block": 3, "failures": [{"holder": 'a"b', "detail": "é\n"}]}
+    bodies = [
+        EventBody(EventType.HOLD_OVERWRITTEN, "nic0", holds, previous=("gpu0", "b")),
+        EventBody(EventType.BLOCK_OFFLINE_FAILED, None, (), 7, report),
+        EventBody(EventType.HOLD_UNSET, "gpu0", ((1, 0),)),
+    ]
+    revision = Revision(9, 2.5, bodies)
+    one_shot = json.dumps(
+        [[b.type.value, b.holder, b.holds, b.block, b.report, b.previous] for b in bodies],
+        separators=(",", ":"),
+    )
+    calls: list[object] = []
+    dumps = events._dumps
+
+    def spied(value: object) -> str:
+        calls.append(value)
+        return dumps(value)
+
+    monkeypatch.setattr(events, "_dumps", spied)
+    assert revision.to_json() == one_shot
+    assert max(len(v) for v in calls if isinstance(v, list)) == MAX_EVENT_HOLDS

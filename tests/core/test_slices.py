@@ -1,18 +1,23 @@
 """Long work yields to the loop in slices (issue 11, finding 4: valid work stalls too):
 lookups in other zones are answered while a big batch or an offline's isolate, settle
 and report run; readers of a batch's zone never see it half done, readers of an
-offline's zone are answered between its slices (see ``core.offline``)."""
+offline's zone are answered between its slices (see ``core.offline``). A slice ends by
+count or by time; a batch defers full collections, not young ones."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pageholder.service.core import errors
-from pageholder.service.core.batch import batch_set
+from pageholder.service.core import collector, errors, slices
+from pageholder.service.core.batch import batch_set, batch_unset, expand
+from pageholder.service.core.collector import full_collections_deferred
 from pageholder.service.core.model import BlockState
 from pageholder.service.core.offline import offline_block
 from pageholder.service.core.registry import Registry
@@ -184,3 +189,100 @@ async def test_an_offline_cancelled_while_isolating_leaves_the_block_online() ->
     await registry.set_hold(NORMAL + ENTRIES, "gpu0")  # the block takes holds again
     with pytest.raises(errors.PageHeld):
         await registry.set_hold(NORMAL, "gpu0")
+
+
+# -- slices cut by time, not only by count -------------------------------------------------
+
+
+def test_a_slice_ends_after_slice_items_or_slice_s_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(slices, "perf_counter", lambda: now[0])
+    cut = slices.Slices()
+    due = [n for n in range(1, 3 * SLICE + 1) if cut.due(n)]
+    assert due == [SLICE, 2 * SLICE, 3 * SLICE]  # the clock stands still: by count
+    now[0] += slices.SLICE_S
+    assert cut.over()
+    assert not cut.due(slices.CHECK_EVERY - 1)  # the clock is read every CHECK_EVERY items
+    assert cut.due(slices.CHECK_EVERY)
+
+
+async def test_a_slice_begins_again_after_a_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(slices, "perf_counter", lambda: now[0])
+    cut = slices.Slices()
+    now[0] += slices.SLICE_S
+    assert cut.due(slices.CHECK_EVERY)
+    await cut.pause()
+    assert not cut.over() and not cut.due(slices.CHECK_EVERY)
+
+
+async def test_a_big_unset_lets_other_zones_in_between_its_slices() -> None:
+    registry = await make_registry()
+    entries = [(NORMAL + i, 0) for i in range(ENTRIES)]
+    await batch_set(registry, "nic0", entries)
+    seen = await observe(batch_unset(registry, entries), held_in_normal(registry))
+    assert seen[0] == ENTRIES and seen[-1] == 0
+    assert any(0 < n < ENTRIES for n in seen), seen  # answered mid-batch
+    registry.zones[2].tree._check()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pages=st.lists(st.tuples(st.integers(0, 99), st.integers(0, 3)), max_size=5),
+    ranges=st.lists(st.tuples(st.integers(0, 99), st.integers(0, 5)), max_size=4),
+    index=st.integers(-40, 40),
+)
+def test_expanded_entries_read_as_the_list_they_stand_for(
+    pages: list[tuple[int, int]], ranges: list[tuple[int, int]], index: int
+) -> None:
+    listed = list(pages) + [(pfn, 0) for s, n in ranges for pfn in range(s, s + n)]
+    entries = expand(pages, ranges)
+    assert len(entries) == len(listed)
+    assert list(entries) == listed == list(entries)  # read twice: the same
+    assert entries[1:-1] == listed[1:-1]
+    if -len(listed) <= index < len(listed):
+        assert entries[index] == listed[index]
+    else:
+        with pytest.raises(IndexError):
+            entries[index]
+
+
+# -- full collections wait for a batch, young ones do not ----------------------------------
+
+
+def test_full_collections_are_deferred_while_batches_run_and_nest() -> None:
+    threshold = gc.get_threshold()
+    with full_collections_deferred():
+        assert gc.get_threshold() == (threshold[0], threshold[1], collector.NEVER)
+        with full_collections_deferred():  # a second batch, interleaved
+            pass
+        assert gc.get_threshold()[2] == collector.NEVER  # the first still runs
+    assert gc.get_threshold() == threshold
+
+
+async def test_a_batch_defers_full_collections_only_while_it_runs() -> None:
+    registry = await make_registry()
+    threshold = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+
+    async def probe() -> None:
+        seen.append(gc.get_threshold())
+
+    entries = [(NORMAL + i, 0) for i in range(ENTRIES)]
+    await observe(batch_set(registry, "nic0", entries), probe)
+    assert (threshold[0], threshold[1], collector.NEVER) in seen  # mid-batch
+    assert gc.isenabled()
+    assert gc.get_threshold() == threshold
+
+
+def test_full_collections_come_back_when_batches_overlap_for_too_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(collector, "monotonic", lambda: now[0])
+    threshold = gc.get_threshold()
+    with full_collections_deferred():
+        now[0] += collector.MAX_DEFERRAL_S + 1
+        with full_collections_deferred():  # one more batch, and no break since
+            assert gc.get_threshold() == threshold
+    assert gc.get_threshold() == threshold

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import weakref
 from pathlib import Path
 
 import pytest
@@ -104,4 +105,24 @@ async def test_the_writer_survives_an_exception_that_is_not_sqlites(
     store.resume()
     # the writer thread is alive: the next write commits instead of waiting forever
     await asyncio.wait_for(store.submit([HolderOp("gpu0", None, 10.0, "", 1.0, "h2", "s")]), 5)
+    await store.close()
+
+
+class _Ops(list[HoldOp]):
+    """A list of ops that a weak reference can follow."""
+
+
+async def test_the_writer_keeps_nothing_of_a_committed_submission(tmp_path: Path) -> None:
+    """Until the next commit, a batch's 65,536 ops kept by the writer thread would be
+    scanned by every full collection (issue 11, finding 4)."""
+    store = Store.open(tmp_path)
+    store.start()
+    await store.submit([HolderOp("nic0", None, 10.0, "", 1.0, "h", "whsec_x")])
+    ops = _Ops(HoldOp(1000 + i, 0, "nic0", 5) for i in range(1000))
+    gone = weakref.ref(ops)
+    await store.submit(ops)
+    del ops
+    async with asyncio.timeout(10):
+        while gone() is not None:  # the writer's last steps after resolving the future
+            await asyncio.sleep(0.01)
     await store.close()
