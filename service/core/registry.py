@@ -63,6 +63,7 @@ from pageholder.service.core.journal import (
     holder_op,
     set_ops,
     unhold_ops,
+    unholder_op,
 )
 from pageholder.service.core.layout import MemoryBlock, MemoryLayout
 from pageholder.service.core.leases import Leases, validate_lease_ttl
@@ -333,8 +334,8 @@ class Registry:
                 for zh, hold in dropped:
                     self.restore(zh, hold)
 
-            updated = [holder_event(EventType.HOLDER_UPDATED, name)]
-            pending = self.submit([holder_op(holder)], undo, updated)
+            deleted = [holder_event(EventType.HOLDER_DELETED, name)]
+            pending = self.submit([unholder_op(holder)], undo, deleted)
         await self.durable(pending)
         return len(dropped)
 
