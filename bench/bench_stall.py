@@ -25,8 +25,12 @@ and, where the work locks one, in the same zone (Normal):
     the registry; (d') the same PATCH of the holder of those 524,288 holds (every
     hold's "no handler" mark follows);
 (e) a holder's batch of 70,000 pages (over the 65,536 limit; 413);
-(f) four unauthenticated clients sending 8 MiB bodies (401).
+(f) four unauthenticated clients sending 8 MiB bodies (401);
+(g) DELETE ?force=true of a holder of 524,288 holds, once in the probe's window.
 Target: every p99 during < 50 ms.
+
+``BENCH_CASES=d,d',g`` runs only those cases (and the idle baseline) and, like
+``BENCH_QUICK``, leaves RESULTS.md alone.
 """
 
 from __future__ import annotations
@@ -152,14 +156,14 @@ class Bench:
         body = {"holder": holder, "ranges": [{"start_pfn": start, "nr_pages": nr_pages}]}
         (await self.admin.post(f"/v1/holds/{route}", json=body)).raise_for_status()
 
-    async def during(self, work: Any, pfns: list[int]) -> list[float]:
-        """p99 of each probe while ``work()`` runs over and over."""
+    async def during(self, work: Any, pfns: list[int], once: bool = False) -> list[float]:
+        """p99 of each probe while ``work()`` runs over and over (``once``: one time)."""
         stop = asyncio.Event()
         rounds = 0
 
         async def loop() -> None:
             nonlocal rounds
-            while not stop.is_set():
+            while not stop.is_set() and not (once and rounds):
                 await work()
                 rounds += 1
 
@@ -177,9 +181,15 @@ class Bench:
         return [p99(r) for r in results]
 
 
-async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
-    """(case, probed zone, idle p99, p99 during) for every row."""
+async def measure(
+    seconds: float, cases: set[str] | None = None
+) -> list[tuple[str, str, float, float]]:
+    """(case, probed zone, idle p99, p99 during) for every row (of ``cases``: all)."""
     rows: list[tuple[str, str, float, float]] = []
+
+    def chosen(case: str) -> bool:
+        return cases is None or case in cases
+
     received = ThreadingHTTPServer((HOST, 0), Handler)
     threading.Thread(target=received.serve_forever, daemon=True).start()
     hook = f"http://{HOST}:{received.server_address[1]}"
@@ -191,6 +201,7 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
             await b.holder("talker", "big")
             await b.holder("quiet", None)
             await b.holder("many", None)
+            await b.holder("doomed", "ok")
             normal_probe = 120 * BLOCK_PAGES  # a Normal pfn (block 120) no case touches
             idle_other, idle_same = await b.during(_nothing, [DMA32_PFN, normal_probe])
 
@@ -205,10 +216,11 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
                 await b.batch("bulk", start, BATCH)
                 await b.batch("bulk", start, BATCH, unset=True)
 
-            row(
-                "(a) 65,536-page batch-set + batch-unset (a range)",
-                *await b.during(batches, [DMA32_PFN, normal_probe]),
-            )
+            if chosen("a"):
+                row(
+                    "(a) 65,536-page batch-set + batch-unset (a range)",
+                    *await b.during(batches, [DMA32_PFN, normal_probe]),
+                )
             pages = [{"pfn": start + i, "order": 0} for i in range(BATCH)]
             set_body = json.dumps({"holder": "bulk", "pages": pages}).encode()
             unset_body = json.dumps({"pages": pages}).encode()
@@ -222,10 +234,11 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
                     )
                     answer.raise_for_status()
 
-            row(
-                "(a') the same as a 65,536-entry pages list",
-                *await b.during(page_batches, [DMA32_PFN, normal_probe]),
-            )
+            if chosen("a'"):
+                row(
+                    "(a') the same as a 65,536-entry pages list",
+                    *await b.during(page_batches, [DMA32_PFN, normal_probe]),
+                )
 
             # (b), (c): a block of 32,768 holds whose holder does not release them
             for case, holder, block in (
@@ -236,6 +249,8 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
                 ),
                 ("(c) offline of 32,768 holds, ~4 MiB answers", "talker", 41),
             ):
+                if not chosen(case[1]):
+                    continue
                 await b.batch(holder, block * BLOCK_PAGES, BLOCK_PAGES)
 
                 async def offline(block: int = block) -> None:
@@ -262,14 +277,31 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
             async def patch_many() -> None:
                 await patch("many")
 
-            row(
-                "(d) PATCH of a holder without holds, 524,288 holds in the registry",
-                *await b.during(patch_quiet, [DMA32_PFN]),
-            )
-            row(
-                "(d') PATCH of the holder of 524,288 holds (release_url set/unset)",
-                *await b.during(patch_many, [DMA32_PFN, normal_probe]),
-            )
+            if chosen("d"):
+                row(
+                    "(d) PATCH of a holder without holds, 524,288 holds in the registry",
+                    *await b.during(patch_quiet, [DMA32_PFN]),
+                )
+            if chosen("d'"):
+                row(
+                    "(d') PATCH of the holder of 524,288 holds (release_url set/unset)",
+                    *await b.during(patch_many, [DMA32_PFN, normal_probe]),
+                )
+
+            # (g): a forced DELETE of another holder of 524,288 holds, once
+            if chosen("g"):
+                doomed = 64 * BLOCK_PAGES
+                for n in range(8):
+                    await b.batch("doomed", doomed + n * BATCH, BATCH)
+
+                async def delete() -> None:
+                    answer = await b.admin.delete("/v1/holders/doomed", params={"force": "true"})
+                    assert answer.status_code == 204, answer.text
+
+                row(
+                    "(g) DELETE ?force=true of a holder of 524,288 holds (once in the window)",
+                    *await b.during(delete, [DMA32_PFN, normal_probe], once=True),
+                )
 
             # (e) a holder's oversized batch
             over = [{"pfn": start + i, "order": 0} for i in range(70_000)]
@@ -283,10 +315,11 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
                 answer = await b.admin.post("/v1/holds/batch-set", content=over_body, headers=bulk)
                 assert answer.status_code == 413, answer.text
 
-            row(
-                "(e) a holder's batch of 70,000 pages (413)",
-                *await b.during(oversized, [DMA32_PFN]),
-            )
+            if chosen("e"):
+                row(
+                    "(e) a holder's batch of 70,000 pages (413)",
+                    *await b.during(oversized, [DMA32_PFN]),
+                )
 
             # (f) four anonymous 8 MiB bodies at a time
             anon_body = b'{"pages": [' + b" " * ((8 << 20) - 40) + b"]}"
@@ -298,7 +331,11 @@ async def measure(seconds: float) -> list[tuple[str, str, float, float]]:
                     )
                 assert all(a.status_code == 401 for a in answers)
 
-            row("(f) four unauthenticated 8 MiB bodies", *await b.during(anonymous, [DMA32_PFN]))
+            if chosen("f"):
+                row(
+                    "(f) four unauthenticated 8 MiB bodies",
+                    *await b.during(anonymous, [DMA32_PFN]),
+                )
         finally:
             await b.admin.aclose()
             received.shutdown()
@@ -330,15 +367,17 @@ def rows_of(measured: list[tuple[str, str, float, float]]) -> list[Row]:
 
 def main() -> None:
     quick = bool(os.environ.get("BENCH_QUICK"))
+    only = os.environ.get("BENCH_CASES")
+    cases = None if not only else {c.strip() for c in only.split(",")}
     seconds = 2.0 if quick else 5.0
     began = time.monotonic()
-    rows = rows_of(asyncio.run(measure(seconds)))
+    rows = rows_of(asyncio.run(measure(seconds, cases)))
     text = header(SECTION, COMMAND, time.monotonic() - began) + (
         f"Lookups every {PERIOD_S * 1000:g} ms for {seconds:g} s per probe, latency counted"
         " from when each was due (see bench/bench_stall.py for the cases).\n\n" + table(rows) + "\n"
     )
     print(text)
-    if not quick:
+    if not quick and cases is None:
         write_section(SECTION, text)
 
 
