@@ -19,6 +19,7 @@ BENCHES = {
     "events": "bench.bench_events",
     "leases": "bench.bench_leases",
     "stall": "bench.bench_stall",
+    "heads": "bench.bench_heads",
 }
 
 
