@@ -28,7 +28,6 @@ lease has expired reads ``orphaned`` from the moment it expires (``snapshot()``)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Final
 
 import aiorwlock
@@ -84,15 +83,6 @@ class ZoneHolds:
         if entry is None or entry.head != head or entry.stamp != stamp:
             return None
         return entry if entry.value is holder else None
-
-    def entries_of(self, holder: Holder) -> Iterator[Entry]:
-        """Every entry of ``holder`` in this zone, from the index. The zone must not change
-        while this is iterated. Cost: O(its holds here * height)."""
-        load = self.tree.load
-        for head in self.heads.heads(holder):
-            entry = load(head)
-            assert entry is not None and entry.value is holder
-            yield entry
 
     def lacks_handler(self, start: int, end: int) -> bool:
         """Whether a hold intersecting ``[start, end)`` has a holder without a release

@@ -146,3 +146,17 @@ async def test_a_patch_of_a_holder_without_holds_touches_no_zone(
         await registry.update_holder("balloon", release_url=None)
         await registry.update_holder("nic0", release_url=None, description="no handler")
     assert registry.holder("nic0").no_handler_mark
+
+
+async def test_a_delete_waits_for_a_patch_of_the_same_holder_in_flight() -> None:
+    registry = await with_holds("balloon")
+    patching = asyncio.create_task(registry.update_holder("balloon", release_url=URL))
+    zh = registry.zones[2]
+    async with asyncio.timeout(30):  # the PATCH is clearing marks, mid-way
+        while sum(1 for _ in zh.tree.marked(NO_HANDLER)) in (0, ENTRIES):
+            await asyncio.sleep(0)
+    assert await registry.remove_holder("balloon", force=True) == ENTRIES + 100
+    assert patching.done() and patching.exception() is None  # it went first, whole
+    assert next(zh.tree.marked(NO_HANDLER), None) is None and len(zh.tree) == 0
+    for zone in registry.zones:
+        zone._check()
