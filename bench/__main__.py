@@ -20,6 +20,7 @@ BENCHES = {
     "leases": "bench.bench_leases",
     "stall": "bench.bench_stall",
     "heads": "bench.bench_heads",
+    "pg": "bench.bench_pg",
 }
 
 

@@ -1,7 +1,8 @@
 """The options every client command shares, and the client they make.
 
 ``--url`` and ``--token`` (or ``PAGEHOLDER_URL`` / ``PAGEHOLDER_TOKEN``) say which
-registry and as whom; ``--json`` prints the answer as JSON for scripts.
+registry and as whom (several URLs, separated by commas: a leader and its standbys,
+followed as the client follows them); ``--json`` prints the answer as JSON for scripts.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ Url = Annotated[
         "--url",
         envvar="PAGEHOLDER_URL",
         metavar="URL",
-        help="The registry to talk to.",
+        help="The registry to talk to; several URLs separated by commas (a leader and its "
+        "standbys): a call goes to whichever leads.",
         show_default=True,
     ),
 ]

@@ -33,11 +33,32 @@ def serve(
         str | None,
         typer.Option(metavar="DIR", help="Where state is kept; :memory: keeps nothing."),
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="postgresql://... keeps state in PostgreSQL, shared by several registries "
+            "(one leads, the others stand by); default: SQLite in the data dir.",
+        ),
+    ] = None,
+    advertise_url: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="This registry's URL, as standbys name it."),
+    ] = None,
+    leader_ttl: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="The leader lease (PostgreSQL store): a standby takes over this long "
+            "after the leader stopped renewing it.",
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option(metavar="LEVEL", help="The uvicorn log level.")
     ] = "info",
 ) -> None:
-    """Run the registry (one process owns the state)."""
+    """Run the registry (one process owns the state, or one leader of several on
+    PostgreSQL)."""
     import uvicorn
     from pydantic import ValidationError
 
@@ -47,10 +68,18 @@ def serve(
     from pageholder.service.api.deadlines import with_deadlines
     from pageholder.service.core.layout import LayoutError, MemoryLayout
     from pageholder.service.settings import Settings
-    from pageholder.service.storage.recovery import open_durable
+    from pageholder.service.storage.recovery import Durable, open_durable, open_shared
     from pageholder.service.storage.sqlite import StoreError
 
-    given: dict[str, Any] = {"host": host, "port": port, "layout": layout, "data_dir": data_dir}
+    given: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "layout": layout,
+        "data_dir": data_dir,
+        "store": store,
+        "advertise_url": advertise_url,
+        "leader_ttl_s": leader_ttl,
+    }
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
@@ -59,7 +88,11 @@ def serve(
     data = None if settings.in_memory else Path(settings.data_dir)
     try:
         memory_layout = MemoryLayout.load(settings.layout)
-        durable = None if data is None else open_durable(data, memory_layout)
+        durable: Durable | None
+        if settings.store is not None:
+            durable = open_shared(settings.store, memory_layout)
+        else:
+            durable = None if data is None else open_durable(data, memory_layout)
         admin = load_admin_token(settings.admin_token, data)
     except (LayoutError, StoreError) as exc:
         raise fail(str(exc)) from None
@@ -76,7 +109,7 @@ def serve(
         )
     else:
         out.print(
-            f"state in {durable.store.path}: {durable.holders} holders; their holds are "
+            f"state in {durable.store.description}: {durable.holders} holders; their holds are "
             "recovered once serving (/healthz answers meanwhile, /readyz once recovered)"
         )
     if admin.generated:

@@ -26,7 +26,8 @@ def simulate(
             "--registry",
             envvar="PAGEHOLDER_URL",
             metavar="URL",
-            help="The registry the subsystems register with.",
+            help="The registry the subsystems register with (several URLs separated by "
+            "commas: a leader and its standbys).",
         ),
     ],
     token: Annotated[

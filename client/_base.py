@@ -10,7 +10,7 @@ turns answers into results or exceptions; ``PageHolderClient`` and
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 from urllib.parse import quote
@@ -19,6 +19,7 @@ import httpx
 
 from ._config import Retry, Timeout
 from ._exceptions import UnexpectedResponse, error_from_problem
+from ._failover import Endpoints, Route, next_url, split_urls
 from ._models import (
     BatchResult,
     Block,
@@ -43,6 +44,8 @@ T = TypeVar("T")
 
 #: Methods whose calls are retried: repeating them has the effect of doing them once.
 IDEMPOTENT: Final = frozenset({"GET", "PUT", "DELETE"})
+#: What a URL argument may be: one URL, several separated by commas, or a sequence.
+Urls = str | Sequence[str]
 #: Slack on top of an offline's deadline before the client stops waiting for its answer.
 OFFLINE_SLACK_S: Final = 5.0
 USER_AGENT: Final = "pageholder-client/0.1"
@@ -76,11 +79,18 @@ class Call(Generic[T]):
     json: Any = None
     read_timeout: float | None = None
     retry: bool = True
+    #: Doing it twice is doing it once; None: as its method says (``IDEMPOTENT``).
+    idempotent: bool | None = None
 
     @property
     def retryable(self) -> bool:
-        """Only idempotent calls are retried: doing them twice is doing them once."""
+        """Retried on the same URL (``Retry``): an idempotent method, unless told not to."""
         return self.retry and self.method in IDEMPOTENT
+
+    @property
+    def replayable(self) -> bool:
+        """Sent to another URL after a lost answer: doing it twice is doing it once."""
+        return self.method in IDEMPOTENT if self.idempotent is None else self.idempotent
 
 
 def _json(cls: type[T]) -> Callable[[httpx.Response], T]:
@@ -138,50 +148,58 @@ class BaseClient:
     """Request building and answer reading, shared by both clients."""
 
     def __init__(
-        self, url: str, token: str | None, *, timeout: Timeout | float, retry: Retry
+        self,
+        url: Urls,
+        token: str | None,
+        *,
+        timeout: Timeout | float,
+        retry: Retry,
+        failover_timeout_s: float,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.urls = split_urls(url)
+        self._endpoints = Endpoints(self.urls)
         self.timeout = Timeout.of(timeout)
         self.retry = retry
+        self.failover_timeout_s = failover_timeout_s
         self.headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if token is not None:
             self.headers["Authorization"] = f"Bearer {token}"
 
+    @property
+    def url(self) -> str:
+        """The URL calls go to now: the first one given, then the last leader found."""
+        return self._endpoints.current
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r})"
+        shown = self.url if len(self.urls) == 1 else list(self.urls)
+        return f"{type(self).__name__}({shown!r})"
 
     # -- sending: what the subclasses call around their send ----------------------------
 
-    def _request(self, http: httpx.Client | httpx.AsyncClient, call: Call[Any]) -> httpx.Request:
+    def _route(self, call: Call[Any]) -> Route:
+        """Where ``call``'s attempts go (``route.url``), and whether there is another."""
+        return Route(self._endpoints, call, self.retry, self.failover_timeout_s)
+
+    def _request(
+        self, http: httpx.Client | httpx.AsyncClient, call: Call[Any], url: str
+    ) -> httpx.Request:
         timeout = self.timeout
         if call.read_timeout is not None:
             timeout = timeout.at_least(call.read_timeout)
         return http.build_request(
             call.method,
-            self.url + call.path,
+            url + call.path,
             params=call.params,
             json=call.json,
             headers=self.headers,
             timeout=timeout.to_httpx(),
         )
 
-    def _retry_after_error(self, call: Call[Any], attempt: int) -> float | None:
-        """Seconds to wait before retrying after a transport error, or None: give up."""
-        if not call.retryable or attempt >= self.retry.attempts:
-            return None
-        return self.retry.backoff(attempt)
-
-    def _retry_after_answer(
-        self, call: Call[Any], attempt: int, response: httpx.Response
-    ) -> float | None:
-        """Seconds to wait before retrying after this answer, or None: it is final."""
-        if (
-            not call.retryable
-            or attempt >= self.retry.attempts
-            or response.status_code not in self.retry.statuses
-        ):
-            return None
-        return self.retry.delay(attempt, response.headers.get("Retry-After"))
+    def _retry_after_answer(self, route: Route, response: httpx.Response) -> float | None:
+        """Seconds to wait before the next attempt after this answer, or None: it is
+        final (its body has been read)."""
+        problem = _problem(response) if response.status_code == 503 else None
+        return route.answered(response, problem)
 
     def _result(self, call: Call[T], response: httpx.Response) -> T:
         """The result of a final answer, or the exception its problem document names."""
@@ -202,24 +220,28 @@ class BaseClient:
 
     # -- watching: what both twins' watch() share ---------------------------------------
 
-    def _watch_request(self, http: httpx.Client | httpx.AsyncClient, watch: Watch) -> httpx.Request:
-        """The request that (re)opens ``watch``'s stream, after its last revision."""
+    def _watch_request(
+        self, http: httpx.Client | httpx.AsyncClient, watch: Watch, url: str
+    ) -> httpx.Request:
+        """The request that (re)opens ``watch``'s stream at ``url``, after its last
+        revision."""
         params, headers = watch.request()
         return http.build_request(
             "GET",
-            self.url + "/v1/events",
+            url + "/v1/events",
             params=params,
             headers={**self.headers, **headers},
             timeout=self.timeout.to_httpx(),
         )
 
-    def _watch_opened(self, response: httpx.Response) -> bool:
+    def _watch_opened(self, response: httpx.Response, url: str) -> bool:
         """True: the stream is open. False: a temporary refusal (502/503/504: a registry
-        starting or stopping), connect again. A final refusal's error is raised (the
-        body must have been read): ``EventsCompacted``, ``Unauthorized``, ..."""
+        starting or stopping, a standby), connect again. A final refusal's error is
+        raised (the body must have been read): ``EventsCompacted``, ``Unauthorized``..."""
         status = response.status_code
         content_type = response.headers.get("content-type", "")
         if status == 200 and content_type.startswith(EVENT_STREAM):
+            self._endpoints.current = url
             return True
         if status in self.retry.statuses:
             return False
@@ -228,6 +250,14 @@ class BaseClient:
         raise UnexpectedResponse(
             f"GET /v1/events: HTTP {status} ({content_type or 'no content type'})", status=status
         )
+
+    def _watch_next_url(self, url: str, failure: Exception | None, leader: str | None) -> str:
+        """Where a watch reconnects after a failure at ``url``: with several URLs, the
+        next one after no answer (a GET may go anywhere again) or after ``not_leader``
+        (to its ``leader`` if configured); otherwise ``url`` again."""
+        if not self._endpoints.several or failure is None:
+            return url
+        return next_url(self._endpoints, url, leader)
 
     # -- holders --------------------------------------------------------------------------
 
@@ -277,11 +307,22 @@ class BaseClient:
             body["lease_ttl_s"] = lease_ttl_s
         if on_expiry is not None:
             body["on_expiry"] = on_expiry
-        return Call("PATCH", f"/v1/holders/{_segment(name)}", _json(Holder), json=body)
+        # The fields are set to values, not changed by amounts: twice is once.
+        return Call(
+            "PATCH", f"/v1/holders/{_segment(name)}", _json(Holder), json=body, idempotent=True
+        )
 
     def _keepalive(self, name: str) -> Call[Lease]:
-        # Not retried here: the keepalive loop (_keepalive.py) has its own schedule.
-        return Call("POST", f"/v1/holders/{_segment(name)}/keepalive", _json(Lease), retry=False)
+        # Not retried here: the keepalive loop (_keepalive.py) has its own schedule. But
+        # idempotent (a second renewal from now is the first one): after a lost answer it
+        # may go to another URL.
+        return Call(
+            "POST",
+            f"/v1/holders/{_segment(name)}/keepalive",
+            _json(Lease),
+            retry=False,
+            idempotent=True,
+        )
 
     def _reclaim(self, name: str) -> Call[Reclaimed]:
         return Call("POST", f"/v1/holders/{_segment(name)}/reclaim", _json(Reclaimed))
@@ -334,7 +375,8 @@ class BaseClient:
         body: dict[str, Any] = {"overwrite": overwrite, "atomic": atomic, **_batch(pages, ranges)}
         if holder is not None:
             body["holder"] = holder
-        return Call("POST", "/v1/holds/batch-set", _results, json=body)
+        # A set of PUT holds: holding again what is held by the same holder is unchanged.
+        return Call("POST", "/v1/holds/batch-set", _results, json=body, idempotent=True)
 
     def _batch_unset(
         self,
@@ -346,7 +388,9 @@ class BaseClient:
         body: dict[str, Any] = {"atomic": atomic, **_batch(pages, ranges)}
         if holder is not None:
             body["holder"] = holder
-        return Call("POST", "/v1/holds/batch-unset", _results, json=body)
+        # Like DELETE, unless atomic: a replay of an applied atomic batch would fail whole
+        # (its pages are no longer held) where the call itself succeeded.
+        return Call("POST", "/v1/holds/batch-unset", _results, json=body, idempotent=not atomic)
 
     # -- zones and blocks -----------------------------------------------------------------
 

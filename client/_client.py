@@ -1,9 +1,14 @@
 """``PageHolderClient`` (httpx.Client) and ``AsyncPageHolderClient`` (httpx.AsyncClient).
 
 Both take ``(url, token=None, *, timeout=Timeout(), retry=Retry(), transport=None,
-http_client=None, holder=None, on_keepalive_failure=None)``. ``transport`` is handed
-to the httpx client the pageholder client makes (``httpx.MockTransport``,
-``httpx.ASGITransport`` for an in-process app, ...);
+http_client=None, holder=None, on_keepalive_failure=None, failover_timeout_s=15.0)``.
+``url`` is one registry, or several (a sequence, or one string with commas: a leader
+and its standbys): then a call that meets a standby (503 ``not_leader``) or no
+registry goes to the next one, as ``_failover.py`` tells, and stays with the leader
+it found; a call that is not idempotent and lost its answer raises ``OutcomeUnknown``.
+
+``transport`` is handed to the httpx client the pageholder client makes
+(``httpx.MockTransport``, ``httpx.ASGITransport`` for an in-process app, ...);
 ``http_client`` is an httpx client of your own to send through instead (a shared pool,
 proxies, event hooks): the pageholder client then sends absolute URLs under ``url``
 with its own headers and timeouts, and leaves closing it to you. Every method is one
@@ -40,9 +45,10 @@ from typing import Self, TypeVar
 
 import httpx
 
-from ._base import UNSET, BaseClient, Call, PageSpec, RangeSpec, Unset
+from ._base import UNSET, BaseClient, Call, PageSpec, RangeSpec, Unset, Urls, _problem
 from ._config import DEFAULT_RETRY, DEFAULT_TIMEOUT, Retry, Timeout
 from ._exceptions import ClientError, NotReady, TransportError, transport_error
+from ._failover import FAILOVER_TIMEOUT_S, not_leader
 from ._keepalive import KeepaliveSchedule, OnKeepaliveFailure
 from ._models import (
     BatchResult,
@@ -72,7 +78,7 @@ class PageHolderClient(BaseClient):
 
     def __init__(
         self,
-        url: str,
+        url: Urls,
         token: str | None = None,
         *,
         timeout: Timeout | float = DEFAULT_TIMEOUT,
@@ -81,8 +87,11 @@ class PageHolderClient(BaseClient):
         http_client: httpx.Client | None = None,
         holder: str | None = None,
         on_keepalive_failure: OnKeepaliveFailure | None = None,
+        failover_timeout_s: float = FAILOVER_TIMEOUT_S,
     ) -> None:
-        super().__init__(url, token, timeout=timeout, retry=retry)
+        super().__init__(
+            url, token, timeout=timeout, retry=retry, failover_timeout_s=failover_timeout_s
+        )
         if http_client is not None and transport is not None:
             raise ValueError("give transport or http_client, not both")
         self._owns_http = http_client is None
@@ -114,17 +123,15 @@ class PageHolderClient(BaseClient):
         self.close()
 
     def _send(self, call: Call[T]) -> T:
-        attempt = 0
-        while True:
-            attempt += 1
+        route = self._route(call)
+        delay: float | None
+        while True:  # bounded: Retry.attempts, or the failover deadline
             try:
-                response = self._http.send(self._request(self._http, call))
+                response = self._http.send(self._request(self._http, call, route.url))
             except httpx.RequestError as exc:
-                delay = self._retry_after_error(call, attempt)
-                if delay is None:
-                    raise transport_error(exc) from exc
+                delay = route.failed(exc)  # raises when there is no next attempt
             else:
-                delay = self._retry_after_answer(call, attempt, response)
+                delay = self._retry_after_answer(route, response)
                 if delay is None:
                     return self._result(call, response)
                 response.close()
@@ -353,13 +360,14 @@ class PageHolderClient(BaseClient):
         watch = Watch(since, types)
         down_since: float | None = None
         attempt = 0
-        while True:
+        url = self.url
+        while True:  # bounded: reconnect_for_s without a connection
             try:
-                request = self._watch_request(self._http, watch)
+                request = self._watch_request(self._http, watch, url)
                 response = self._http.send(request, stream=True)
                 try:
-                    if not self._watch_opened(_read(response)):
-                        raise _Refused(response.status_code)
+                    if not self._watch_opened(_read(response), url):
+                        raise _Refused(response)
                     watch.connected()
                     down_since, attempt = None, 0
                     for line in response.iter_lines():
@@ -369,6 +377,7 @@ class PageHolderClient(BaseClient):
                 error: Exception = _Ended()
             except (httpx.RequestError, httpx.StreamError, Overflowed, _Refused) as exc:
                 error = exc
+            url = self._watch_next_url(url, *_failover_of(error))
             attempt += 1
             now = time.monotonic()
             down_since = down_since or now
@@ -382,7 +391,7 @@ class AsyncPageHolderClient(BaseClient):
 
     def __init__(
         self,
-        url: str,
+        url: Urls,
         token: str | None = None,
         *,
         timeout: Timeout | float = DEFAULT_TIMEOUT,
@@ -391,8 +400,11 @@ class AsyncPageHolderClient(BaseClient):
         http_client: httpx.AsyncClient | None = None,
         holder: str | None = None,
         on_keepalive_failure: OnKeepaliveFailure | None = None,
+        failover_timeout_s: float = FAILOVER_TIMEOUT_S,
     ) -> None:
-        super().__init__(url, token, timeout=timeout, retry=retry)
+        super().__init__(
+            url, token, timeout=timeout, retry=retry, failover_timeout_s=failover_timeout_s
+        )
         if http_client is not None and transport is not None:
             raise ValueError("give transport or http_client, not both")
         self._owns_http = http_client is None
@@ -424,17 +436,15 @@ class AsyncPageHolderClient(BaseClient):
         await self.aclose()
 
     async def _send(self, call: Call[T]) -> T:
-        attempt = 0
-        while True:
-            attempt += 1
+        route = self._route(call)
+        delay: float | None
+        while True:  # bounded: Retry.attempts, or the failover deadline
             try:
-                response = await self._http.send(self._request(self._http, call))
+                response = await self._http.send(self._request(self._http, call, route.url))
             except httpx.RequestError as exc:
-                delay = self._retry_after_error(call, attempt)
-                if delay is None:
-                    raise transport_error(exc) from exc
+                delay = route.failed(exc)  # raises when there is no next attempt
             else:
-                delay = self._retry_after_answer(call, attempt, response)
+                delay = self._retry_after_answer(route, response)
                 if delay is None:
                     return self._result(call, response)
                 await response.aclose()
@@ -667,15 +677,16 @@ class AsyncPageHolderClient(BaseClient):
         watch = Watch(since, types)
         down_since: float | None = None
         attempt = 0
-        while True:
+        url = self.url
+        while True:  # bounded: reconnect_for_s without a connection
             try:
-                request = self._watch_request(self._http, watch)
+                request = self._watch_request(self._http, watch, url)
                 response = await self._http.send(request, stream=True)
                 try:
                     if response.status_code != 200:
                         await response.aread()
-                    if not self._watch_opened(response):
-                        raise _Refused(response.status_code)
+                    if not self._watch_opened(response, url):
+                        raise _Refused(response)
                     watch.connected()
                     down_since, attempt = None, 0
                     async for line in response.aiter_lines():
@@ -686,6 +697,7 @@ class AsyncPageHolderClient(BaseClient):
                 error: Exception = _Ended()
             except (httpx.RequestError, httpx.StreamError, Overflowed, _Refused) as exc:
                 error = exc
+            url = self._watch_next_url(url, *_failover_of(error))
             attempt += 1
             now = time.monotonic()
             down_since = down_since or now
@@ -695,11 +707,22 @@ class AsyncPageHolderClient(BaseClient):
 
 
 class _Refused(Exception):
-    """A temporary refusal of the event stream (502/503/504)."""
+    """A temporary refusal of the event stream (502/503/504; its body has been read)."""
 
-    def __init__(self, status: int) -> None:
-        super().__init__(f"GET /v1/events: HTTP {status}")
-        self.status = status
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"GET /v1/events: HTTP {response.status_code}")
+        self.status = response.status_code
+        self.not_leader, self.leader = not_leader(self.status, _problem(response))
+
+
+def _failover_of(error: Exception) -> tuple[Exception | None, str | None]:
+    """A watch's failure that may move it to another URL (no answer, or a standby's
+    ``not_leader``) and the leader it names; ``(None, None)`` for the others."""
+    if isinstance(error, httpx.RequestError):
+        return error, None
+    if isinstance(error, _Refused) and error.not_leader:
+        return error, error.leader
+    return None, None
 
 
 class _Ended(Exception):
@@ -721,6 +744,7 @@ def _gave_up(error: Exception) -> Exception:
     if isinstance(error, httpx.RequestError):
         return transport_error(error)
     return TransportError(f"no event stream: {error}")
+
 
 class Keepalive:
     """A thread that runs a ``KeepaliveSchedule`` with a ``PageHolderClient``."""

@@ -3,7 +3,8 @@
     ClientError
     ├── TransportError                      no usable HTTP answer
     │   ├── ConnectError                    could not connect
-    │   └── TimeoutException                connect, read, write or pool timeout
+    │   ├── TimeoutException                connect, read, write or pool timeout
+    │   └── OutcomeUnknown                  sent, no answer, not sent again (.method, .url)
     ├── UnexpectedResponse                  an answer the API does not give (not JSON, ...)
     └── PageHolderError                     the server answered with a problem document
         ├── InternalError                   internal_error        500
@@ -37,7 +38,8 @@
         ├── ReleaseFailed                   release_failed        502
         ├── ReleaseTimeout                  release_timeout       504
         ├── StorageUnavailable              storage_unavailable   503
-        └── NotReady                        not_ready             503
+        ├── NotReady                        not_ready             503
+        └── NotLeader                       not_leader            503  (.leader)
 
 ``EXCEPTIONS_BY_CODE`` is the table; ``exception_for_code`` reads it. A code this client
 does not know (a newer server) falls back to the class of its status family
@@ -62,6 +64,7 @@ __all__ = [
     "EXCEPTIONS_BY_CODE",
     "ClientError",
     "ConnectError",
+    "OutcomeUnknown",
     "PageHolderError",
     "TimeoutException",
     "TransportError",
@@ -92,6 +95,22 @@ class ConnectError(TransportError):
 
 class TimeoutException(TransportError):
     """A connect, read, write or pool timeout (see ``Timeout``)."""
+
+
+class OutcomeUnknown(TransportError):
+    """A call that is not idempotent was sent and got no answer (a read timeout, a reset
+    connection): it may have been applied, so a client with several URLs reports it
+    instead of sending it again. ``method``, ``url`` (where it went) and ``path``."""
+
+    def __init__(self, method: str, url: str, path: str, cause: Exception) -> None:
+        super().__init__(
+            f"{method} {url}{path}: no answer after the request was sent "
+            f"({type(cause).__name__}: {cause or 'no detail'}); it may have been applied, "
+            "so it was not sent again"
+        )
+        self.method = method
+        self.url = url
+        self.path = path
 
 
 class UnexpectedResponse(ClientError):
@@ -297,6 +316,17 @@ class NotReady(PageHolderError):
     """The registry is starting or stopping."""
 
 
+class NotLeader(PageHolderError):
+    """A standby answered: the call was not applied. ``leader`` is the URL the leader
+    advertises (None while none is known). A client with several URLs follows it only
+    if it is one of them; this is raised once no URL answered as the leader in time."""
+
+    @property
+    def leader(self) -> str | None:
+        value = self.problem.get("leader")
+        return value if isinstance(value, str) else None
+
+
 EXCEPTIONS_BY_CODE: Final[Mapping[str, type[PageHolderError]]] = MappingProxyType(
     {
         "internal_error": InternalError,
@@ -331,6 +361,7 @@ EXCEPTIONS_BY_CODE: Final[Mapping[str, type[PageHolderError]]] = MappingProxyTyp
         "release_timeout": ReleaseTimeout,
         "storage_unavailable": StorageUnavailable,
         "not_ready": NotReady,
+        "not_leader": NotLeader,
     }
 )
 

@@ -25,6 +25,21 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     layout: str = Field(default="default", description="default | host | a TOML file")
     data_dir: str = Field(default_factory=default_data_dir, description=":memory: keeps nothing")
+    store: str | None = Field(
+        default=None,
+        description="postgresql://... keeps state in PostgreSQL (several registries, one "
+        "leader); unset: SQLite in the data dir",
+    )
+    advertise_url: str | None = Field(
+        default=None, description="the URL a standby names when it answers not_leader"
+    )
+    leader_ttl_s: float = Field(
+        default=6.0,
+        ge=0.5,
+        le=600,
+        description="the leader lease (PostgreSQL store): renewed every third of it; a "
+        "standby takes over once it ran out",
+    )
     admin_token: str | None = Field(default=None, min_length=16)
     metrics_open: bool = Field(default=False, description="serve /metrics without a token")
     webhook_allow_loopback: bool = True
@@ -71,6 +86,17 @@ class Settings(BaseSettings):
             raise ValueError("webhook_retry_min_s must not exceed webhook_retry_max_s")
         return self
 
+    @model_validator(mode="after")
+    def _store_url(self) -> Settings:
+        if self.store is not None and not self.store.startswith(("postgresql://", "postgres://")):
+            raise ValueError("store must be a postgresql:// URL (unset: SQLite in the data dir)")
+        return self
+
     @property
     def in_memory(self) -> bool:
         return self.data_dir == MEMORY
+
+    @property
+    def shared(self) -> bool:
+        """State lives in PostgreSQL: a leader lease decides who writes."""
+        return self.store is not None

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -21,6 +25,7 @@ from pageholder.service.api.auth import TokenBook, load_admin_token
 from pageholder.service.api.authfirst import AuthFirst
 from pageholder.service.api.batchlimit import BatchEntryLimit
 from pageholder.service.api.fast import FastPages
+from pageholder.service.api.leadership import Leadership
 from pageholder.service.api.metrics import Metrics
 from pageholder.service.api.middleware import BodyLimit, CountRequests, RevisionHeader
 from pageholder.service.api.readiness import NotReadyGate, Readiness
@@ -39,13 +44,16 @@ from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import ReleaseCaller
 from pageholder.service.core.registry import Registry
 from pageholder.service.settings import Settings
+from pageholder.service.storage.leader import LeaderLease
+from pageholder.service.storage.postgres import PgStore
+from pageholder.service.storage.protocol import DurableStore
 from pageholder.service.storage.recovery import (
     Durable,
     RecoveryStopped,
     open_durable,
+    open_shared,
     recover,
 )
-from pageholder.service.storage.sqlite import Store
 from pageholder.service.webhooks.addresses import AddressPolicy
 from pageholder.service.webhooks.caller import WebhookCaller
 from pageholder.service.webhooks.transport import CheckedTransport
@@ -56,6 +64,10 @@ DESCRIPTION = """\
 A networked page-holder registry. Subsystems register as **holders** with a release
 webhook and put **holds** on pfns; operators ask who holds a page, ask for it back, or
 take a memory block offline.
+
+Any `/v1` call may be answered 503 `not_ready` (the registry is starting) or, on a
+standby of several registries sharing one PostgreSQL store, 503 `not_leader` with
+`leader` (the leader's URL) and `Retry-After`: ask the leader.
 
 Click **Authorize** and paste the admin token that `pageholder serve` printed at first
 start (or a holder's token returned by `POST /v1/holders`).
@@ -110,7 +122,7 @@ def _become_ready(state: ServiceState) -> None:
 
 async def _recover(
     state: ServiceState,
-    store: Store,
+    store: DurableStore,
     stop: threading.Event,
     on_fatal: Callable[[str], None] | None,
 ) -> None:
@@ -137,7 +149,7 @@ async def _recover(
         return
     except Exception as exc:  # a store that cannot be read back: never serve half of it
         readiness.failure = str(exc)
-        log.error("recovery from %s failed: %s", store.path, exc)
+        log.error("recovery from %s failed: %s", store.description, exc)
         readiness.settled.set()
         if on_fatal is not None:
             on_fatal(str(exc))
@@ -149,10 +161,22 @@ async def _recover(
     readiness.loaded = loaded
     state.registry.leases.restart_all()  # timers on this loop; grace counts from now
     log.info(
-        "recovered %d holds from %s in %.1f s", loaded, store.path, time.perf_counter() - began
+        "recovered %d holds from %s in %.1f s",
+        loaded,
+        store.description,
+        time.perf_counter() - began,
     )
     store.start()
     _become_ready(state)
+
+
+def _lease(store: PgStore, settings: Settings) -> LeaderLease:
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return LeaderLease(store.url, owner, settings.advertise_url, settings.leader_ttl_s)
+
+
+def _log_fatal(reason: str) -> None:
+    log.error("%s", reason)
 
 
 #: With a store, memory keeps the recent revisions only (the store keeps the retention):
@@ -161,7 +185,7 @@ MEMORY_KEEP = 10_000
 MEMORY_KEEP_WEIGHT = 1_000_000
 
 
-def keep_events(registry: Registry, store: Store | None, settings: Settings) -> None:
+def keep_events(registry: Registry, store: DurableStore | None, settings: Settings) -> None:
     """How many revisions memory and the store keep for ``GET /v1/events``."""
     log = registry.events
     log.watcher_limit = settings.events_buffer
@@ -199,7 +223,9 @@ def create_app(
         memory_layout = layout or MemoryLayout.load(settings.layout)
         data_dir = None if settings.in_memory else Path(settings.data_dir)
         opened = durable
-        if opened is None and data_dir is not None:
+        if opened is None and settings.store is not None:
+            opened = open_shared(settings.store, memory_layout)
+        elif opened is None and data_dir is not None:
             opened = open_durable(data_dir, memory_layout)
         async with AsyncExitStack() as stack:
             # Release calls connect only to addresses the policy allows, checked at every
@@ -223,6 +249,14 @@ def create_app(
             store = None if opened is None else opened.store
             registry = Registry(memory_layout, caller, journal=store)
             keep_events(registry, store, settings)
+            leadership = None
+            if isinstance(store, PgStore):
+                # Several registries share this store: the leader lease says who writes
+                # (leadership.py); until this one holds it, it is a standby. The lease is
+                # let go only once the store closed (what was in flight committed).
+                leadership = Leadership(store, _lease(store, settings))
+                readiness.leadership = leadership
+                stack.push_async_callback(leadership.release)
             if store is not None:
                 stack.push_async_callback(store.close)  # after in-flight requests finished
             admin = load_admin_token(settings.admin_token, data_dir)
@@ -239,9 +273,17 @@ def create_app(
             metrics.watch(registry)
             app.state.service = state
             stop = threading.Event()
-            recovery = None
+            recovery: asyncio.Task[None] | None = None
             if store is None:
                 _become_ready(state)
+            elif leadership is not None:
+                assert isinstance(store, PgStore)
+                recovery = asyncio.create_task(
+                    leadership.run(
+                        lambda: _recover(state, store, stop, on_fatal),
+                        on_fatal or _log_fatal,
+                    )
+                )
             else:
                 # The trees are rebuilt after the server started accepting: /healthz
                 # answers meanwhile, /readyz and /v1 say 503 not_ready (readiness.py).
@@ -252,7 +294,10 @@ def create_app(
                 state.ready = readiness.ready = False
                 if recovery is not None:
                     stop.set()
-                    await recovery
+                    if leadership is not None:
+                        recovery.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await recovery
                 gc.unfreeze()
 
     app = FastAPI(

@@ -138,6 +138,11 @@ EXAMPLES: Final[dict[str, tuple[str, str, dict[str, Any]]]] = {
         {},
     ),
     "not_ready": ("starting or stopping", "the registry is starting or stopping", {}),
+    "not_leader": (
+        "a standby: ask the leader",
+        "this registry is a standby",
+        {"leader": "http://registry-a:8000"},
+    ),
     "lease_expired": (
         "the holder's lease ran out",
         "holder 'nic0': its lease expired; keep it alive to hold pages",

@@ -60,6 +60,7 @@ STATUS: dict[str, int] = {
     "method_not_allowed": 405,
     "payload_too_large": 413,
     "not_ready": 503,
+    "not_leader": 503,
 }
 
 
@@ -159,11 +160,14 @@ def add_problem_schema(spec: dict[str, Any]) -> dict[str, Any]:
 class HTTPProblem(Exception):
     """An HTTP-only problem raised by the API layer itself (auth, limits)."""
 
-    def __init__(self, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
         self.headers = headers
+        self.extra = extra
 
 
 def document(code: str, detail: str, **extra: Any) -> dict[str, Any]:
@@ -199,7 +203,7 @@ async def _core_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPProblem)
-    return problem(exc.code, exc.detail, headers=exc.headers)
+    return problem(exc.code, exc.detail, headers=exc.headers, **exc.extra)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

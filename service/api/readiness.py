@@ -7,6 +7,9 @@ accepting connections (``app.py``), so that "starting" can be told from "dead":
     /readyz             503 ``not_ready`` (with the holds loaded so far) until recovered
     /v1/..., /metrics   503 ``not_ready`` + ``Retry-After`` until recovered (this gate)
 
+A standby (PostgreSQL store, ``leadership.py``) answers /readyz, /v1 and /metrics with
+503 ``not_leader`` + ``Retry-After``, its ``leader`` member the leader's URL (or null).
+
 ``/docs``, ``/openapi.json`` and ``/ui`` need no state and answer at once. A recovery
 that fails leaves the registry not ready and calls the app's ``on_fatal`` (``serve``
 then stops and exits non-zero with the reason).
@@ -16,10 +19,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pageholder.service.api import problems
+
+if TYPE_CHECKING:
+    from pageholder.service.api.leadership import Leadership
 
 #: Seconds a client is told to wait before asking again while the registry recovers.
 RETRY_AFTER_S = 1
@@ -36,6 +43,19 @@ class Readiness:
     failure: str | None = None
     #: set once recovery ended, recovered or failed (tests and embedders wait on it)
     settled: asyncio.Event = field(default_factory=asyncio.Event)
+    #: with a PostgreSQL store: leader or standby (``leadership.py``)
+    leadership: Leadership | None = None
+
+    def serving(self) -> bool:
+        lead = self.leadership
+        return self.ready and (lead is None or lead.serving())
+
+    def not_leader(self) -> tuple[str, str | None] | None:
+        """Why this registry is not the one to ask, and whom to ask; None if it is."""
+        lead = self.leadership
+        if lead is None or lead.serving():
+            return None
+        return lead.refusal()
 
     def detail(self) -> str:
         if self.failure is not None:
@@ -55,11 +75,22 @@ class NotReadyGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            self.readiness.ready
+            self.readiness.serving()
             or scope["type"] != "http"
             or not scope["path"].startswith(GATED)
         ):
             await self.app(scope, receive, send)
+            return
+        elsewhere = self.readiness.not_leader()
+        if elsewhere is not None:
+            detail, leader = elsewhere
+            refused = problems.problem(
+                "not_leader",
+                detail,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+                leader=leader,
+            )
+            await refused(scope, receive, send)
             return
         response = problems.problem(
             "not_ready",

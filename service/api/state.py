@@ -11,7 +11,7 @@ from pageholder.service.api.metrics import Metrics
 from pageholder.service.api.readiness import Readiness
 from pageholder.service.core.registry import Registry
 from pageholder.service.settings import Settings
-from pageholder.service.storage.sqlite import Store
+from pageholder.service.storage.protocol import DurableStore
 
 
 @dataclass(slots=True)
@@ -24,4 +24,4 @@ class ServiceState:
     metrics: Metrics
     readiness: Readiness
     ready: bool = False
-    store: Store | None = None  # where GET /v1/events reads revisions memory no longer has
+    store: DurableStore | None = None  # where GET /v1/events reads revisions memory no longer has

@@ -25,14 +25,18 @@ from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import Holder, OnExpiry
 from pageholder.service.core.radix import MAX_ORDER
 from pageholder.service.core.registry import Registry
-from pageholder.service.storage.sqlite import HoldRun, Store, StoreError
+from pageholder.service.storage.errors import StoreError
+from pageholder.service.storage.postgres import PgStore
+from pageholder.service.storage.protocol import DurableStore
+from pageholder.service.storage.runs import HoldRun
+from pageholder.service.storage.sqlite import Store
 
 
 @dataclass(frozen=True, slots=True)
 class Durable:
     """An opened, checked store whose holds are not read yet (``recover`` reads them)."""
 
-    store: Store
+    store: DurableStore
     holders: int  # how many holders it keeps
 
 
@@ -44,7 +48,16 @@ def open_durable(data_dir: Path, layout: MemoryLayout) -> Durable:
     """Open the store of ``data_dir`` and check it against ``layout``; ``StoreError``
     (one clear line) if it is corrupt, too new, or holds a hold outside every zone.
     Cost: the store's quick_check, plus one indexed query per gap between zones."""
-    store = Store.open(data_dir)
+    return _checked(Store.open(data_dir), layout)
+
+
+def open_shared(url: str, layout: MemoryLayout) -> Durable:
+    """Open (creating or migrating) the PostgreSQL store at ``url`` and check it against
+    ``layout``, as ``open_durable`` does."""
+    return _checked(PgStore.open(url), layout)
+
+
+def _checked(store: DurableStore, layout: MemoryLayout) -> Durable:
     try:
         for start, end in _gaps(layout):
             found = store.hold_touching(start, end, MAX_ORDER)
@@ -84,7 +97,7 @@ def _check_fits(layout: MemoryLayout, pfn: int, order: int, holder: str) -> None
 
 def recover(
     registry: Registry,
-    store: Store,
+    store: DurableStore,
     *,
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,

@@ -6,15 +6,10 @@ and *submits* the matching ops from inside that lock, so the journal sees change
 exactly the order memory saw them. It acknowledges a change only when the future that
 ``submit`` returned is done, that is after the transaction holding it committed.
 
-Group commit: the writer thread takes every submission waiting in its queue, applies
-them all in one transaction and commits once, so N concurrent writers pay for one
-fsync, not N. A failed transaction is retried submission by submission, in order, up
-to the first one that fails on its own: that one gets ``StorageUnavailable`` (and its
-``on_failure`` callback runs on the event loop), and so does every submission after it,
-untried, until the registry calls ``resume()``: they were made in memory on top of the
-failed one (``core.commits`` takes them all back, newest first). Whatever goes wrong in
-the writer (not only ``sqlite3.Error``) fails the group it was writing; the thread
-itself keeps going, so no later write waits forever.
+Group commit (``groupcommit.py``, shared with the PostgreSQL store): the writer thread
+takes every submission waiting in its queue, applies them all in one transaction and
+commits once, so N concurrent writers pay for one fsync, not N; a failed submission
+fails every later one until ``resume()``.
 
 The ops are ``core.journal``'s typed values; each one is the row (or the key) its
 statement takes, so a run of ops of one type is one ``executemany``.
@@ -29,20 +24,16 @@ writer).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 from urllib.parse import quote
 
-from pageholder.service.core.errors import StorageUnavailable
 from pageholder.service.core.events import Revision
 from pageholder.service.core.journal import (
     BlockOp,
@@ -56,15 +47,18 @@ from pageholder.service.core.journal import (
 )
 from pageholder.service.storage.dirlock import DataDirLock
 from pageholder.service.storage.errors import StoreError as StoreError
+from pageholder.service.storage.groupcommit import DEFAULT_RETENTION as DEFAULT_RETENTION
+from pageholder.service.storage.groupcommit import MAX_GROUP as MAX_GROUP
+from pageholder.service.storage.groupcommit import GroupCommit
+from pageholder.service.storage.runs import RUN_WINDOW as RUN_WINDOW
+from pageholder.service.storage.runs import HoldRun as HoldRun
+from pageholder.service.storage.runs import stream_runs
 
 log = logging.getLogger("pageholder.store")
 _T = TypeVar("_T")
 
 DB_FILE = "pageholder.db"
 SCHEMA_VERSION = 3
-MAX_GROUP = 512  # submissions per transaction
-#: Revisions kept at least (the events setting overrides it).
-DEFAULT_RETENTION = 100_000
 
 MIGRATIONS: dict[int, str] = {
     # version reached -> script that reaches it from the one before
@@ -131,64 +125,22 @@ SQL: dict[type[Op], tuple[str, ...]] = {
 
 
 
-class HoldRun(NamedTuple):
-    """``nr_holds`` stored holds of ``order`` by one holder with one ``since_us``, heads
-    ``pfn, pfn + 1, ...`` (``nr_holds`` is 1 unless ``order`` is 0): what one batch's
-    range left behind, read as one row."""
-
-    pfn: int
-    order: int
-    nr_holds: int
-    holder: str
-    since_us: int
-
-
-#: The pfns read per step while streaming holds: ``RUN_WINDOW`` pages in one aggregate.
-RUN_WINDOW = 4096
-
-_WINDOW_SQL = (
-    "SELECT count(*), min(pfn), max(pfn), max(page_order), min(holder), max(holder),"
-    " min(since_us), max(since_us) FROM holds WHERE pfn >= ? AND pfn < ?"
-)
-_NEXT_SQL = "SELECT min(pfn) FROM holds WHERE pfn >= ?"
-_ROWS_SQL = (
-    "SELECT pfn, page_order, holder, since_us FROM holds WHERE pfn >= ? AND pfn < ? ORDER BY pfn"
-)
-
-
-@dataclass(slots=True)
-class _Submission:
-    ops: Sequence[Op]
-    future: asyncio.Future[None]
-    loop: asyncio.AbstractEventLoop
-    on_failure: Callable[[], None] | None
-    revision: Revision | None = None
-
-
-_STOP = object()
-_RESUME = object()  # the registry put memory back: later submissions may commit again
-
-
-class Store:
+class Store(GroupCommit):
     """The SQLite journal of one data directory; see the module docstring."""
 
     def __init__(
         self, path: Path, *, read_only: bool = False, lock: DataDirLock | None = None
     ) -> None:
+        super().__init__()
         self.path = path
+        self.description = str(path)
         self.read_only = read_only
         self._lock = lock or DataDirLock(None)
-        self._queue: queue.SimpleQueue[_Submission | object] = queue.SimpleQueue()
         try:
             self._db = _connect(path, read_only)
         except BaseException:
             self._lock.release()
             raise
-        self._thread: threading.Thread | None = None
-        self.commits = 0  # transactions committed (group commit makes this < submissions)
-        self.retention = DEFAULT_RETENTION
-        self.compacted_through = 0  # revisions up to this one are deleted
-        self._last_rev = 0  # the newest revision written (writer thread)
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = threading.Lock()
 
@@ -298,18 +250,7 @@ class Store:
         """
         db = self._db
         try:
-            start = db.execute(_NEXT_SQL, (0,)).fetchone()[0]
-            while start is not None:
-                low = start - start % RUN_WINDOW
-                high = low + RUN_WINDOW
-                count, first, last, order, holder, other, since, later = db.execute(
-                    _WINDOW_SQL, (low, high)
-                ).fetchone()
-                if order == 0 and holder == other and since == later and last - first < count:
-                    yield HoldRun(first, 0, count, holder, since)
-                else:
-                    yield from _runs(db.execute(_ROWS_SQL, (low, high)).fetchall())
-                start = db.execute(_NEXT_SQL, (high,)).fetchone()[0]
+            yield from stream_runs(lambda sql, params: db.execute(sql, params).fetchall(), "?")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot read the database ({exc})") from None
 
@@ -320,30 +261,6 @@ class Store:
             raise StoreError(f"{self.path}: cannot read the database ({exc})") from None
 
     # -- writing ---------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._writer, name="pageholder-store", daemon=True)
-        self._thread.start()
-
-    def submit(
-        self,
-        ops: Sequence[Op],
-        on_failure: Callable[[], None] | None = None,
-        revision: Revision | None = None,
-    ) -> asyncio.Future[None]:
-        """Queue ``ops`` (and ``revision``'s event row) for one transaction; the future is
-        done once they committed.
-
-        Call it from the event loop, inside the critical section that made the change.
-        """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Submission(ops, future, loop, on_failure, revision))
-        return future
-
-    def resume(self) -> None:
-        """Commit again after a failure: what is submitted from now on is tried."""
-        self._queue.put(_RESUME)
 
     # -- reading events back -----------------------------------------------------------
 
@@ -370,77 +287,13 @@ class Store:
 
     async def close(self) -> None:
         """Finish what was submitted, stop the writer, close the database."""
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
+        await self._stop_writer()
         self._db.close()
         with self._reader_lock:
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
         self._lock.release()
-
-    def _writer(self) -> None:
-        halted = False  # a submission failed: fail the later ones until _RESUME
-        carried: object = None
-        while True:
-            item = self._queue.get() if carried is None else carried
-            carried = None
-            if item is _STOP:
-                return
-            if item is _RESUME:
-                halted = False
-                continue
-            assert isinstance(item, _Submission)
-            if halted:
-                self._fail(item, _EARLIER_FAILED)
-                continue
-            group = [item]
-            while len(group) < MAX_GROUP:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if not isinstance(more, _Submission):
-                    carried = more  # _STOP or _RESUME: after this group
-                    break
-                group.append(more)
-            try:
-                halted = not self._commit_group(group)
-            except Exception as exc:  # a bug, not the disk: fail the group, keep writing
-                log.exception("store %s: the writer failed", self.path)
-                for submission in group:
-                    self._fail(submission, exc)
-                halted = True
-
-    def _commit_group(self, group: list[_Submission]) -> bool:
-        """Commit ``group``; False if a submission failed (it and the later ones are failed)."""
-        try:
-            self._transaction(
-                [op for s in group for op in s.ops],
-                [s.revision for s in group if s.revision is not None],
-            )
-        except Exception as exc:
-            if len(group) == 1:
-                self._fail(group[0], exc)
-                return False
-            for i, submission in enumerate(group):  # one by one: the ones before stand
-                try:
-                    self._transaction(submission.ops, _listed(submission.revision))
-                except Exception as single:
-                    self._fail(submission, single)
-                    for later in group[i + 1 :]:
-                        self._fail(later, _EARLIER_FAILED)
-                    self._compact()
-                    return False
-                _resolve(submission, None)
-            self._compact()
-            return True
-        for submission in group:
-            _resolve(submission, None)
-        self._compact()
-        return True
 
     def _transaction(self, ops: Sequence[Op], revisions: Sequence[Revision] = ()) -> None:
         db = self._db
@@ -477,55 +330,6 @@ class Store:
             self._db.execute("DELETE FROM events WHERE rev <= ?", (through,))
         except sqlite3.Error as exc:  # retried with the next commit
             log.warning("store %s: compacting events failed: %s", self.path, exc)
-
-    def _fail(self, submission: _Submission, exc: Exception) -> None:
-        if exc is not _EARLIER_FAILED:
-            log.error("store %s: commit failed: %s", self.path, exc)
-        error = StorageUnavailable(f"the change was not saved: {exc}")
-        _resolve(submission, error)
-
-
-_EARLIER_FAILED = StorageUnavailable("an earlier change it depends on was not saved")
-
-
-def _runs(rows: list[tuple[int, int, str, int]]) -> Iterator[HoldRun]:
-    """Rows in pfn order grouped into runs: consecutive order-0 pfns of one holder and
-    one ``since_us``."""
-    i = 0
-    n = len(rows)
-    while i < n:
-        pfn, order, holder, since = rows[i]
-        j = i + 1
-        if not order:
-            expected = pfn + 1
-            while j < n:
-                row = rows[j]
-                if row[0] != expected or row[1] or row[3] != since or row[2] != holder:
-                    break
-                expected += 1
-                j += 1
-        yield HoldRun(pfn, order, j - i, holder, since)
-        i = j
-
-
-def _listed(revision: Revision | None) -> list[Revision]:
-    return [] if revision is None else [revision]
-
-
-def _resolve(submission: _Submission, error: StorageUnavailable | None) -> None:
-    def done() -> None:
-        if error is not None and submission.on_failure is not None:
-            submission.on_failure()
-        if not submission.future.done():
-            if error is None:
-                submission.future.set_result(None)
-            else:
-                submission.future.set_exception(error)
-
-    try:
-        submission.loop.call_soon_threadsafe(done)
-    except RuntimeError:  # the loop is closed: nobody is waiting any more
-        pass
 
 
 def _wal_has_changes(path: Path) -> bool:

@@ -74,11 +74,18 @@ class Api:
         return created
 
 
-async def start(layout: MemoryLayout | None = None) -> AsyncIterator[Api]:
-    settings = Settings(data_dir=":memory:", admin_token=ADMIN_TOKEN)
+async def start(
+    layout: MemoryLayout | None = None, store: str | None = None
+) -> AsyncIterator[Api]:
+    """The app in-process: state in memory, or in PostgreSQL at ``store`` (the app then
+    leads it: it is the only registry on that database)."""
+    settings = Settings(data_dir=":memory:", admin_token=ADMIN_TOKEN, store=store)
     caller = ScriptedCaller()
     app = create_app(settings, layout=layout, release_caller=caller)
     async with app.router.lifespan_context(app):
+        readiness = app.state.service.readiness
+        await asyncio.wait_for(readiness.settled.wait(), 30)
+        assert readiness.ready, readiness.detail()
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         async with httpx.AsyncClient(

@@ -105,7 +105,7 @@ def test_routes_document_only_the_codes_they_can_answer() -> None:
     assert not {"holder_has_holds", "offline_failed", "block_not_offline"} & hold
     assert codes[("GET", "/v1/zones")] == {"unauthorized"}
     assert codes[("GET", "/healthz")] == set()
-    assert codes[("GET", "/readyz")] == {"not_ready"}
+    assert codes[("GET", "/readyz")] == {"not_ready", "not_leader"}
     offline = codes[("POST", "/v1/blocks/{block_id}/offline")]
     assert {"offline_failed", "block_not_online", "multizone_block"} <= offline
     assert "page_held" not in offline

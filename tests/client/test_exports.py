@@ -53,10 +53,12 @@ EXPECTED = [
     "NoReleaseHandler",
     "NotFound",
     "NotHead",
+    "NotLeader",
     "NotReady",
     "OfflineFailed",
     "OfflineFailure",
     "OfflineReport",
+    "OutcomeUnknown",
     "Page",
     "PageHeld",
     "PageHolderClient",
@@ -101,11 +103,17 @@ def test_every_exported_member_exists_and_claims_its_package() -> None:
             assert module.startswith("pageholder.client"), (name, module)
 
 
+#: Codes the client knows before the server answers them: a standby's not_leader
+#: (issue 17; the server side is built apart). Empty again once the server has them.
+AHEAD_OF_SERVER = {"not_leader"} - set(STATUS)
+
+
 def test_every_server_problem_code_has_its_own_class() -> None:
-    assert set(EXCEPTIONS_BY_CODE) == set(STATUS), set(STATUS) ^ set(EXCEPTIONS_BY_CODE)
-    classes = [EXCEPTIONS_BY_CODE[code] for code in STATUS]
+    codes = set(STATUS) | AHEAD_OF_SERVER
+    assert set(EXCEPTIONS_BY_CODE) == codes, codes ^ set(EXCEPTIONS_BY_CODE)
+    classes = [EXCEPTIONS_BY_CODE[code] for code in codes]
     assert len(set(classes)) == len(classes), "two codes share a class"
-    for code in STATUS:
+    for code in codes:
         cls = exception_for_code(code)
         assert cls is EXCEPTIONS_BY_CODE[code]
         assert issubclass(cls, PageHolderError) and cls is not PageHolderError

@@ -1,17 +1,20 @@
 """What a running registry holds, as one line of canonical JSON; run.sh compares two.
 
-    python3 registry_state.py URL TOKEN [BLOCK=STATE ...]
+    python3 registry_state.py URL[,URL...] TOKEN [BLOCK=STATE ...]
 
 Prints the holders (name, release URL, holds, held pages), every hold and every block's
 state, sorted, so that two snapshots are equal exactly when the state is. Each
 BLOCK=STATE argument is also checked (exit 1 naming the difference). Standard library
 only: it runs on the host, outside any venv, against the registry's published port.
+Several URLs (a leader and its standbys): it reads from the first that answers a
+standby's 503 ``not_leader`` or a refused connection with nothing else: the leader.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -37,9 +40,23 @@ def snapshot(base: str, token: str) -> dict[str, Any]:
     }
 
 
+def leader_snapshot(bases: list[str], token: str) -> dict[str, Any]:
+    """The snapshot of the first URL that answers and is not a standby."""
+    for base in bases:
+        try:
+            return snapshot(base, token)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or base == bases[-1]:
+                raise
+        except urllib.error.URLError:  # refused: a registry that is gone
+            if base == bases[-1]:
+                raise
+    raise AssertionError("unreachable")
+
+
 def main(argv: list[str]) -> int:
     base, token, *expected = argv
-    state = snapshot(base.rstrip("/"), token)
+    state = leader_snapshot([b.strip().rstrip("/") for b in base.split(",")], token)
     print(json.dumps(state, sort_keys=True))
     wrong = [
         f"block {block} is {state['blocks'].get(block)}, not {want}"

@@ -16,7 +16,12 @@
 #     from the engine's events), then the offliner, whose exit code is the test's.
 #  6. Restarts the registry's container, then replaces it with a new one: each time the
 #     same state comes back (the second time from the volume alone); it runs as uid 10001.
-#  7. Removes every container, network, volume and image, stops the daemon and deletes
+#  7. The `ha` profile (only if this pageholder has `serve --store`): builds postgres from
+#     deploy/postgres, starts postgres, registry-a and registry-b on it and the subsystems
+#     with both URLs; exactly one registry leads; runs ha-offliner; kills the leader's
+#     container; the other takes over with the same state (read with both URLs, from the
+#     host and through the CLI in a subsystem's container).
+#  8. Removes every container, network, volume and image, stops the daemon and deletes
 #     its folder, also after a failure (trap), which prints the containers' logs first.
 #
 # Skips (exit 0, with the reason) only where no engine can run at all: not root, no
@@ -351,6 +356,94 @@ owner=$(docker exec "$REGISTRY" stat -c %u /data/pageholder.db) ||
 ok "a new registry container has the same state, from the volume (/data/pageholder.db)"
 runs_as_uid "$REGISTRY"
 ok "the registry runs as uid $UID_EXPECTED, not root"
+
+# ---------------------------------------------------------------- the ha profile
+
+is_ready() {  # URL: /readyz answers 200 (the leader; a standby answers 503 not_leader)
+    python3 - "$1" <<'PY' 2>/dev/null
+import sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+sys.exit(0 if opener.open(sys.argv[1] + "/readyz", timeout=3).status == 200 else 1)
+PY
+}
+
+if ! docker run --rm "$IMAGE" pageholder serve --help 2>&1 | grep -q -- '--store'; then
+    say "the ha profile: skipped (this pageholder's serve has no --store)"
+else
+    say "the ha profile: the default topology down, building postgres from deploy/postgres"
+    compose down --volumes --timeout 5 >"$RUN/down-default.log" 2>&1 ||
+        { cat "$RUN/down-default.log" >&2; fail "compose down of the default topology failed"; }
+    PG_IMAGE=$(sed -n 's/^ *image: *\(pageholder-postgres[^ ]*\).*/\1/p' "$ROOT/docker-compose.yml" | head -n 1)
+    [ -n "$PG_IMAGE" ] || fail "docker-compose.yml names no pageholder-postgres image"
+    DOCKER_BUILDKIT=0 docker build --network host --tag "$PG_IMAGE" "$ROOT/deploy/postgres" \
+        >"$RUN/build-postgres.log" 2>&1 ||
+        { tail -n 40 "$RUN/build-postgres.log" >&2; fail "docker build of deploy/postgres failed"; }
+    ok "image $PG_IMAGE built ($(docker image inspect -f '{{.Size}}' "$PG_IMAGE" | awk '{printf "%.0f MB", $1 / 1e6}'))"
+
+    PORT_A=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    PORT_B=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    export PAGEHOLDER_HA_PORT_A="127.0.0.1:$PORT_A" PAGEHOLDER_HA_PORT_B="127.0.0.1:$PORT_B"
+    export PAGEHOLDER_PG_PASSWORD="containers-test-pg-$$-$RANDOM$RANDOM"
+    URL_A="http://127.0.0.1:$PORT_A" URL_B="http://127.0.0.1:$PORT_B"
+    HA=("${COMPOSE[@]}" --profile ha)
+    say "compose --profile ha up: postgres, registry-a, registry-b, ha-nic0, ha-gpu0, ha-rdma0"
+    timeout 300 "${HA[@]}" up --detach --no-build postgres registry-a registry-b ha-nic0 ha-gpu0 ha-rdma0 ||
+        fail "compose --profile ha up failed"
+    REG_A=$("${HA[@]}" ps -q registry-a) REG_B=$("${HA[@]}" ps -q registry-b)
+    wait_healthy "$REG_A" 90
+    wait_healthy "$REG_B" 90
+    deadline=$((SECONDS + 60)) LEADER="" STANDBY_URL=""
+    while [ -z "$LEADER" ]; do
+        a=0 b=0
+        is_ready "$URL_A" && a=1
+        is_ready "$URL_B" && b=1
+        [ "$a$b" != 11 ] || fail "registry-a and registry-b both answer /readyz 200: two leaders"
+        [ "$a$b" = 10 ] && LEADER=$REG_A STANDBY_URL=$URL_B
+        [ "$a$b" = 01 ] && LEADER=$REG_B STANDBY_URL=$URL_A
+        [ -n "$LEADER" ] || [ $SECONDS -lt $deadline ] || fail "no registry leads within 60 s"
+        [ -n "$LEADER" ] || sleep 0.5
+    done
+    leader_name=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}' "$LEADER")
+    ok "both registries up on one PostgreSQL store, exactly one leads ($leader_name)"
+
+    timeout 120 "${HA[@]}" up --detach --no-build ha-offliner || fail "compose up of ha-offliner failed"
+    code=$(timeout 180 "$DOCKER_CLI" wait "$("${HA[@]}" ps -q ha-offliner)") ||
+        fail "ha-offliner did not finish in 180 s"
+    [ "$code" = 0 ] || fail "ha-offliner exited $code"
+    ok "ha-offliner exited 0 through both URLs: blocks 40-42 offline, 44 online"
+
+    NIC0=$("${HA[@]}" ps -q ha-nic0)
+    before=$(python3 "$HERE/registry_state.py" "$URL_A,$URL_B" "$TOKEN" "${EXPECTED_BLOCKS[@]}") ||
+        fail "the ha registries' state is not the scenario's"
+    # What the CLI in a subsystem's container reads with both URLs: each holder's holds
+    # (not last_error: a registry's own diagnostics, not kept across a takeover).
+    holders_of() {
+        docker exec "$NIC0" pageholder holders --json | python3 -c \
+            'import json, sys; print(sorted((h["name"], h["holds"], h["held_pages"]) for h in json.load(sys.stdin)))'
+    }
+    holders_before=$(holders_of) ||
+        fail "pageholder holders with both URLs failed in ha-nic0's container"
+
+    say "killing the leader's container ($leader_name)"
+    docker kill "$LEADER" >/dev/null
+    deadline=$((SECONDS + 60))
+    until is_ready "$STANDBY_URL"; do
+        [ $SECONDS -lt $deadline ] || fail "the standby did not take over within 60 s"
+        sleep 0.5
+    done
+    ok "the standby took over ($((60 - deadline + SECONDS)) s after the kill)"
+    after=$(python3 "$HERE/registry_state.py" "$URL_A,$URL_B" "$TOKEN" "${EXPECTED_BLOCKS[@]}") ||
+        fail "after the takeover, the state is not the scenario's"
+    [ "$before" = "$after" ] || fail "the state changed across the takeover:
+before: $before
+after:  $after"
+    holders_after=$(holders_of) ||
+        fail "pageholder holders with both URLs failed after the takeover"
+    [ "$holders_before" = "$holders_after" ] || fail "the holders changed across the takeover:
+before: $holders_before
+after:  $holders_after"
+    ok "every hold made before the takeover is there, read with both URLs (host and CLI)"
+fi
 
 say "tearing down"
 teardown || fail "teardown left things behind"

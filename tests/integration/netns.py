@@ -146,7 +146,8 @@ class Topology:
         _ip("-n", switch, "link", "set", "hostp", "master", "br0", "up")
         _ip("addr", "add", f"10.{self.subnet}.0.1/24", "dev", self.host_link)
         _ip("link", "set", self.host_link, "up")
-        names = list(self.compose["services"])
+        # The default topology: services in a profile (`ha`) start only when asked for.
+        names = [n for n, spec in self.compose["services"].items() if not spec.get("profiles")]
         hosts = "127.0.0.1 localhost\n" + "".join(
             f"10.{self.subnet}.0.{10 + i} {name}\n" for i, name in enumerate(names)
         )

@@ -47,7 +47,13 @@ def known_env() -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("service", sorted(COMPOSE["services"]))
+#: Services that run the pageholder image (the `ha` profile's postgres runs its own).
+PAGEHOLDER_SERVICES = sorted(
+    name for name, spec in COMPOSE["services"].items() if spec.get("image") == "pageholder:latest"
+)
+
+
+@pytest.mark.parametrize("service", PAGEHOLDER_SERVICES)
 def test_compose_commands_are_ones_the_cli_accepts(
     service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -58,7 +64,7 @@ def test_compose_commands_are_ones_the_cli_accepts(
         parse(argv)
 
 
-@pytest.mark.parametrize("service", sorted(COMPOSE["services"]))
+@pytest.mark.parametrize("service", PAGEHOLDER_SERVICES)
 def test_compose_environment_is_known(service: str) -> None:
     environment = COMPOSE["services"][service].get("environment") or {}
     unknown = {k for k in environment if k.startswith("PAGEHOLDER_")} - known_env()
@@ -77,6 +83,24 @@ def test_the_dockerfile_runs_serve_as_compose_does() -> None:
     assert re.search(r"^EXPOSE 8000$", DOCKERFILE, re.M)
     assert "HEALTHCHECK" in DOCKERFILE and "/healthz" in DOCKERFILE
     assert DOCKERFILE.count("FROM ") >= 2  # multi-stage
+
+
+def test_the_ha_profile_is_two_registries_on_postgres_and_clients_of_both() -> None:
+    services = COMPOSE["services"]
+    ha = {name for name, spec in services.items() if "ha" in (spec.get("profiles") or [])}
+    assert {"postgres", "registry-a", "registry-b", "ha-offliner"} <= ha
+    assert not {"registry", "nic0", "gpu0", "rdma0", "offliner"} & ha  # the default is as it was
+    assert set(PAGEHOLDER_SERVICES) | {"postgres"} == set(services)
+    for name in ("registry-a", "registry-b"):
+        context = parse(services[name]["command"])
+        assert context.params["advertise_url"] == f"http://{name}:8000"
+        assert services[name]["environment"]["PAGEHOLDER_STORE"].startswith("postgresql://")
+    urls = {"http://registry-a:8000", "http://registry-b:8000"}
+    for name in ha - {"postgres", "registry-a", "registry-b"}:
+        assert set(services[name]["environment"]["PAGEHOLDER_URL"].split(",")) == urls, name
+    postgres = (ROOT / "deploy" / "postgres" / "Dockerfile").read_text()
+    assert postgres.startswith("#") and re.search(r"^FROM debian:bookworm-slim$", postgres, re.M)
+    assert re.search(r"^USER postgres$", postgres, re.M) and "HEALTHCHECK" in postgres
 
 
 def test_a_wrong_flag_would_be_caught() -> None:

@@ -4,22 +4,21 @@ compacted past the retention."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from pageholder.service.core.errors import StorageUnavailable
 from pageholder.service.core.events import EventBody, EventType, Revision
 from pageholder.service.core.journal import HolderOp, HoldOp
-from pageholder.service.storage.sqlite import Store
+
+from .conftest import Opener
 
 
 def revision(rev: int, holder: str = "nic0") -> Revision:
     return Revision(rev, 1000.0 + rev, [EventBody(EventType.HOLD_CREATED, holder, [(rev, 0)])])
 
 
-async def test_an_event_commits_with_its_change_and_not_without_it(tmp_path: Path) -> None:
-    store = Store.open(tmp_path)
+async def test_an_event_commits_with_its_change_and_not_without_it(open_store: Opener) -> None:
+    store = open_store()
     store.revision()
     store.start()
     await store.submit([HolderOp("nic0", None, 10.0, "", 1.0, "h", "s")], None, revision(1))
@@ -37,14 +36,14 @@ async def test_an_event_commits_with_its_change_and_not_without_it(tmp_path: Pat
     assert kept[1].bodies[0] == EventBody(EventType.HOLD_CREATED, "nic0", [(2, 0)])
     assert [r.rev for r in store.read_revisions(2, 1)] == [5]
     await store.close()
-    again = Store.open(tmp_path)
+    again = open_store()
     assert again.revision() == 5  # where revisions go on after a restart
     assert [run.pfn for run in again.hold_runs()] == [5, 7]
     again.close_now()
 
 
-async def test_revisions_past_the_retention_are_compacted(tmp_path: Path) -> None:
-    store = Store.open(tmp_path)
+async def test_revisions_past_the_retention_are_compacted(open_store: Opener) -> None:
+    store = open_store()
     store.revision()
     store.retention = 10
     store.start()
@@ -52,7 +51,7 @@ async def test_revisions_past_the_retention_are_compacted(tmp_path: Path) -> Non
     for rev in range(1, 41):
         await store.submit([], None, revision(rev))
     await store.close()  # the writer compacts after it resolved: wait for all of it
-    again = Store.open(tmp_path)
+    again = open_store()
     assert again.revision() == 40
     kept = [r.rev for r in again.read_revisions(0, 1000)]
     # At least the last 10, at most a tenth more; compacted_through says up to where.

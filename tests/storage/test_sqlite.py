@@ -12,6 +12,8 @@ from pageholder.service.core.errors import StorageUnavailable
 from pageholder.service.core.journal import BlockOp, HolderOp, HoldOp, UnblockOp, UnholdOp
 from pageholder.service.storage.sqlite import DB_FILE, SCHEMA_VERSION, Store, StoreError
 
+from .conftest import Opener
+
 
 async def test_a_new_store_is_created_at_the_current_schema(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "data")
@@ -39,8 +41,8 @@ def test_garbage_is_refused(tmp_path: Path) -> None:
         Store.open(tmp_path)
 
 
-async def test_ops_round_trip_and_group_commit(tmp_path: Path) -> None:
-    store = Store.open(tmp_path)
+async def test_ops_round_trip_and_group_commit(open_store: Opener) -> None:
+    store = open_store()
     store.start()
     await store.submit([HolderOp("nic0", None, 10.0, "", 1.0, "h", "whsec_x")])
     # 100 submissions at once: they are committed in far fewer transactions
@@ -52,7 +54,7 @@ async def test_ops_round_trip_and_group_commit(tmp_path: Path) -> None:
     await store.submit([UnholdOp(1000), BlockOp(7, "offline"), BlockOp(8, "offline")])
     await store.submit([UnblockOp(8)])
     await store.close()
-    reopened = Store.open(tmp_path)
+    reopened = open_store()
     holders, runs, blocks = reopened.holders(), list(reopened.hold_runs()), reopened.block_states()
     reopened.close_now()
     assert [h[0] for h in holders] == ["nic0"]
@@ -60,8 +62,8 @@ async def test_ops_round_trip_and_group_commit(tmp_path: Path) -> None:
     assert blocks == {7: "offline"}
 
 
-async def test_a_bad_submission_fails_the_later_ones_until_resume(tmp_path: Path) -> None:
-    store = Store.open(tmp_path)
+async def test_a_bad_submission_fails_the_later_ones_until_resume(open_store: Opener) -> None:
+    store = open_store()
     store.start()
     undone: list[str] = []
     good = store.submit([HolderOp("nic0", None, 10.0, "", 1.0, "h", "s")])
@@ -79,7 +81,7 @@ async def test_a_bad_submission_fails_the_later_ones_until_resume(tmp_path: Path
     store.resume()  # memory is back: commit again
     await store.submit([HolderOp("gpu0", None, 10.0, "", 1.0, "h2", "s")])
     await store.close()
-    reopened = Store.open(tmp_path)
+    reopened = open_store()
     names = [h[0] for h in reopened.holders()]
     reopened.close_now()
     assert names == ["gpu0", "nic0"]

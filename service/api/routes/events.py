@@ -30,7 +30,7 @@ from pageholder.service.api.state import ServiceState
 from pageholder.service.core.errors import EventsCompacted, InvalidRequest
 from pageholder.service.core.events import CATEGORIES, Event
 from pageholder.service.core.watchers import EventLog, visible
-from pageholder.service.storage.sqlite import Store
+from pageholder.service.storage.protocol import DurableStore
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 log = logging.getLogger("pageholder.events")
@@ -111,7 +111,9 @@ def parse_types(types: str | None) -> frozenset[str] | None:
     return wanted
 
 
-def start_after(log: EventLog, store: Store | None, since: int | None, last_id: str | None) -> int:
+def start_after(
+    log: EventLog, store: DurableStore | None, since: int | None, last_id: str | None
+) -> int:
     """Where the stream starts (``Last-Event-ID`` over ``since``, else now), or 410."""
     after = since
     if last_id is not None and last_id.strip():

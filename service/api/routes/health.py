@@ -24,11 +24,16 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     name="readyz",
-    responses=documented("not_ready"),
+    responses=documented("not_ready", "not_leader"),
     openapi_extra={"security": []},
 )
 async def readyz(state: StateDep) -> Health:
-    """The registry is loaded and takes requests (503 while it recovers its holds)."""
+    """The registry is loaded and takes requests (503 while it recovers its holds, and
+    on a standby registry: `not_leader`, naming the leader)."""
+    elsewhere = state.readiness.not_leader()
+    if elsewhere is not None:
+        detail, leader = elsewhere
+        raise HTTPProblem("not_leader", detail, {"Retry-After": "1"}, leader=leader)
     if not state.ready:
         raise HTTPProblem("not_ready", state.readiness.detail())
     return Health(status="ok")
