@@ -150,6 +150,9 @@ class Registry:
         self.leases = Leases(self, monotonic=monotonic, wall=clock)
         self._holder_locks = HolderLocks()
         self._sweeps: set[asyncio.Future[bool]] = set()  # forced deletes' erasures
+        # Holders dropped by a removal that is not committed yet: their holds may be put
+        # back by an undo (``restore``), since the removal may be undone after it.
+        self._removing: set[Holder] = set()
 
     # -- holders ---------------------------------------------------------------------
 
@@ -360,6 +363,9 @@ class Registry:
 
                 deleted = [holder_event(EventType.HOLDER_DELETED, name)]
                 pending = self.submit([unholder_op(holder)], undo, deleted)
+                if pending is not None:
+                    self._removing.add(holder)
+                    pending.add_done_callback(lambda _: self._removing.discard(holder))
             if holder.holds:
                 # Shielded: a caller going away must not leave holds of a holder that is
                 # gone in the trees.
@@ -483,8 +489,12 @@ class Registry:
             self.restore(zh, previous)
 
     def restore(self, zh: ZoneHolds, hold: Hold) -> None:
-        """Put a hold back as ``held`` if its pages are free and its holder still exists."""
-        if self.holders.get(hold.holder.name) is hold.holder:
+        """Put a hold back as ``held`` if its pages are free and its holder still exists,
+        or is being removed by a removal not committed yet. That removal is then being
+        undone too, later in the same unwind (newest first): a hold another change took
+        from the doomed holder while the removal's sweep ran (an offline's settle, an
+        unset) must be back by then, or the holder comes back without it."""
+        if self.holders.get(hold.holder.name) is hold.holder or hold.holder in self._removing:
             zh.restore(hold)
 
     def _replace(
