@@ -22,6 +22,7 @@ BENCHES = {
     "leases": "bench.bench_leases",
     "stall": "bench.bench_stall",
     "batch": "bench.bench_batch",
+    "heads": "bench.bench_heads",
     "pg": "bench.bench_pg",
     "takeover": "bench.bench_takeover",
 }

@@ -13,6 +13,7 @@ from pageholder.service.core.journal import (
     BlockOp,
     HolderOp,
     HoldOp,
+    HoldRangeOp,
     Op,
     UnblockOp,
     UnholderOp,
@@ -88,6 +89,10 @@ class FakeJournal:
             case HoldOp(pfn, order, holder, since_us):
                 assert holder in self.holders, f"FOREIGN KEY: no holder {holder!r}"
                 self.holds[pfn] = (order, holder, since_us)
+            case HoldRangeOp(start, nr_pages, holder, since_us):
+                assert holder in self.holders, f"FOREIGN KEY: no holder {holder!r}"
+                for pfn in range(start, start + nr_pages):
+                    self.holds[pfn] = (0, holder, since_us)
             case UnholdOp(pfn):
                 self.holds.pop(pfn, None)
             case HolderOp(name=name):
@@ -99,3 +104,5 @@ class FakeJournal:
                 self.blocks[block] = state
             case UnblockOp(block):
                 self.blocks.pop(block, None)
+            case _:
+                raise AssertionError(f"the fake journal does not know {op!r}")

@@ -115,6 +115,12 @@ class Holder:
     last_error: str | None = None
     on_expiry: OnExpiry = OnExpiry.KEEP
     lease: Lease | None = None
+    #: its new holds get the NO_HANDLER mark (``zone.py``): true while it has no release
+    #: handler, and from the start of a change that takes its handler away
+    no_handler_mark: bool = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.no_handler_mark = self.release_url is None
 
     @property
     def has_release_handler(self) -> bool:

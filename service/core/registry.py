@@ -91,9 +91,10 @@ from pageholder.service.core.rules import (
     MIN_TIMEOUT_S,
     ORPHAN_CALL_TIMEOUT_S,
 )
-from pageholder.service.core.slices import all_zones_written, entries_of
+from pageholder.service.core.slices import all_zones_written
+from pageholder.service.core.sweeps import Erased, HolderLocks, erase_all, remark
 from pageholder.service.core.watchers import EventLog
-from pageholder.service.core.zone import NO_HANDLER, RELEASING, ZoneHolds
+from pageholder.service.core.zone import RELEASING, ZoneHolds
 
 if TYPE_CHECKING:
     from pageholder.service.core.offline import BlockStates
@@ -147,6 +148,11 @@ class Registry:
         # and made again by someone else meanwhile is another hold with its own call.
         self._releases: dict[tuple[int, int, int], asyncio.Task[Released]] = {}
         self.leases = Leases(self, monotonic=monotonic, wall=clock)
+        self._holder_locks = HolderLocks()
+        self._sweeps: set[asyncio.Future[bool]] = set()  # forced deletes' erasures
+        # Holders dropped by a removal that is not committed yet: their holds may be put
+        # back by an undo (``restore``), since the removal may be undone after it.
+        self._removing: set[Holder] = set()
 
     # -- holders ---------------------------------------------------------------------
 
@@ -266,31 +272,44 @@ class Registry:
         lease_ttl_s: float | None | Unset = UNSET,
         on_expiry: OnExpiry | None = None,
     ) -> Holder:
-        """Change a holder's settings. Cost: O(zones), or O(entries) in slices when the
-        handler appears or disappears while the holder has holds (every hold's
-        NO_HANDLER mark follows it). Setting ``lease_ttl_s`` starts the lease live (None
-        takes it away).
+        """Change a holder's settings. Setting ``lease_ttl_s`` starts the lease live (None
+        takes it away). Cost: O(zones); when the release handler appears or disappears
+        while the holder has holds, O(its holds) more, in slices (``sweeps.py``): every
+        hold's NO_HANDLER mark follows, one zone locked at a time for one slice.
 
-        Every zone is write-locked for the change, so a hold made meanwhile sees either
-        the old settings and is re-marked, or the new ones: never a stale mark."""
+        No reader ever sees a hold whose holder lacks a handler without the mark
+        (``zone.py``: the mark is a filter, checked against the holder): a handler going
+        away is marked on every hold first (new holds of the holder are marked from the
+        start of it) and dropped after; a handler coming is set at once and the marks,
+        stale from then on, are cleared after. So ``removable`` is exact at every moment
+        for the URL the holder has at that moment. One change of a holder runs at a time;
+        it is journaled (one revision) where the settings change, and the call returns
+        once it committed and the marks are done."""
         holder = self.holder(name)
         new_url = holder.release_url if release_url is UNSET else release_url
         validate_holder_settings(holder.timeout_s if timeout_s is None else timeout_s, new_url)
         if lease_ttl_s is not UNSET:
             validate_lease_ttl(lease_ttl_s)
-        async with all_zones_written(self.zones):
+        async with self._holder_locks.one_at_a_time(holder):
             self.check_enrolled(holder)
+            gains = not holder.has_release_handler and new_url is not None
+            if holder.has_release_handler and new_url is None:
+                holder.no_handler_mark = True  # its new holds are marked from now on
+                try:
+                    await remark(self.zones, holder, has_handler=False)
+                except BaseException:
+                    # Cancelled (shutdown): the URL stays; marks set so far are stale and
+                    # harmless (a filter), later holds are not marked.
+                    holder.no_handler_mark = False
+                    raise
             before = (holder.release_url, holder.timeout_s, holder.description)
             lease_before = (holder.lease_ttl_s, holder.on_expiry)
-            flips = (new_url is None) != (holder.release_url is None)
             holder.release_url = new_url
+            holder.no_handler_mark = new_url is None
             if timeout_s is not None:
                 holder.timeout_s = timeout_s
             if description is not None:
                 holder.description = description
-            if flips and holder.holds:
-                for zh, entry in await entries_of(self.zones, holder):
-                    zh.mark_entry_handler(entry, new_url is not None)
             if on_expiry is not None:
                 holder.on_expiry = on_expiry
             if lease_ttl_s is not UNSET:
@@ -298,18 +317,24 @@ class Registry:
             self.leases.settings_changed(holder)
 
             def undo() -> None:
-                had_handler = holder.release_url is not None
+                had_handler = holder.has_release_handler
                 holder.release_url, holder.timeout_s, holder.description = before
-                if had_handler != (holder.release_url is not None) and holder.holds:
+                if had_handler != holder.has_release_handler:
+                    # In one step (under every zone's lock, core.commits): a failed
+                    # commit is rare, and a handler taken back must be marked at once.
+                    holder.no_handler_mark = not holder.has_release_handler
                     for zh in self.zones:
-                        zh.mark_handler(holder, holder.release_url is not None)
+                        zh.mark_handler(holder, holder.has_release_handler)
                 if (holder.lease_ttl_s, holder.on_expiry) != lease_before:
                     holder.on_expiry = lease_before[1]
                     self.leases.start(holder, lease_before[0])
 
             updated = [holder_event(EventType.HOLDER_UPDATED, name)]
             pending = self.submit([holder_op(holder)], undo, updated)
-        await self.durable(pending)
+            if gains:
+                # Stops at once if a failed commit took the handler back meanwhile.
+                await remark(self.zones, holder, has_handler=True)
+            await self.durable(pending)
         return holder
 
     def check_enrolled(self, holder: Holder) -> None:
@@ -318,42 +343,54 @@ class Registry:
             raise HolderNotFound(f"no holder named {holder.name!r}", holder=holder.name)
 
     async def remove_holder(self, name: str, *, force: bool = False) -> int:
-        """Remove a holder; with ``force`` drop its holds too. Returns holds dropped.
-        Cost: O(zones) without holds, O(entries) in slices with ``force``. Every zone is
-        write-locked meanwhile: no hold can start for it half-way."""
+        """Remove a holder; with ``force`` drop its holds too. Returns the holds dropped.
+        Cost: O(zones); with ``force``, O(its holds) more in slices (``sweeps.py``).
+
+        Every zone is write-locked for a moment, with no work under the locks: no set-hold
+        or batch of the holder is half-way, it is dropped and the removal journaled (one
+        revision), and from then on no hold can start for it. Its holds are then erased
+        zone by zone, one slice under one zone's lock at a time. Until the sweep reaches
+        them readers still see them (a holder unsetting its holds one by one would look
+        the same), held by a holder that is gone; pages the sweep freed may be held by
+        others at once (their change follows the removal in the journal too)."""
         holder = self.holder(name)
-        async with all_zones_written(self.zones):
-            self.check_enrolled(holder)
-            if holder.holds and not force:
-                raise HolderHasHolds(
-                    f"holder {name!r} still holds {holder.holds} hold(s) "
-                    f"({holder.held_pages} pages)",
-                    holder=name,
-                    holds=holder.holds,
-                )
-            dropped: list[tuple[ZoneHolds, Hold]] = []
+        async with self._holder_locks.one_at_a_time(holder):
+            async with all_zones_written(self.zones):
+                self.check_enrolled(holder)
+                if holder.holds and not force:
+                    raise HolderHasHolds(
+                        f"holder {name!r} still holds {holder.holds} hold(s) "
+                        f"({holder.held_pages} pages)",
+                        holder=name,
+                        holds=holder.holds,
+                    )
+                ttl_s = holder.lease_ttl_s
+                self._drop(holder)
+                erased = Erased()
+
+                def undo() -> None:
+                    erased.taken_back = True  # the sweep stops at its next slice
+                    if holder.name in self.holders:
+                        return  # registered again meanwhile: that one wins
+                    self.enrol(holder)
+                    self.leases.start(holder, ttl_s)
+                    for zh, hold in erased.holds(holder):
+                        self.restore(zh, hold)
+
+                deleted = [holder_event(EventType.HOLDER_DELETED, name)]
+                pending = self.submit([unholder_op(holder)], undo, deleted)
+                if pending is not None:
+                    self._removing.add(holder)
+                    pending.add_done_callback(lambda _: self._removing.discard(holder))
             if holder.holds:
-                for zh, entry in await entries_of(self.zones, holder):
-                    dropped.append((zh, zh.snapshot(entry)))
-                    zh.tree.erase(entry.head)
-            for zh in self.zones:
-                zh.pages_of.pop(holder, None)
-            holder.holds = holder.held_pages = 0
-            ttl_s = holder.lease_ttl_s
-            self._drop(holder)
-
-            def undo() -> None:
-                if holder.name in self.holders:
-                    return  # registered again meanwhile: that one wins
-                self.enrol(holder)
-                self.leases.start(holder, ttl_s)
-                for zh, hold in dropped:
-                    self.restore(zh, hold)
-
-            deleted = [holder_event(EventType.HOLDER_DELETED, name)]
-            pending = self.submit([unholder_op(holder)], undo, deleted)
-        await self.durable(pending)
-        return len(dropped)
+                # Shielded: a caller going away must not leave holds of a holder that is
+                # gone in the trees.
+                sweeping = asyncio.ensure_future(erase_all(self.zones, holder, erased))
+                self._sweeps.add(sweeping)
+                sweeping.add_done_callback(self._sweeps.discard)
+                await asyncio.shield(sweeping)
+            await self.durable(pending)
+        return erased.count
 
     # -- placing a hold ----------------------------------------------------------------
 
@@ -468,8 +505,12 @@ class Registry:
             self.restore(zh, previous)
 
     def restore(self, zh: ZoneHolds, hold: Hold) -> None:
-        """Put a hold back as ``held`` if its pages are free and its holder still exists."""
-        if self.holders.get(hold.holder.name) is hold.holder:
+        """Put a hold back as ``held`` if its pages are free and its holder still exists,
+        or is being removed by a removal not committed yet. That removal is then being
+        undone too, later in the same unwind (newest first): a hold another change took
+        from the doomed holder while the removal's sweep ran (an offline's settle, an
+        unset) must be back by then, or the holder comes back without it."""
+        if self.holders.get(hold.holder.name) is hold.holder or hold.holder in self._removing:
             zh.restore(hold)
 
     def _replace(
@@ -507,13 +548,7 @@ class Registry:
         if actor is not ADMIN and any(e.value is not holder for e in overlapping):
             raise Forbidden("only the admin may overwrite another holder's hold")
         previous = [zh.snapshot(e) for e in overlapping]
-        for entry in tree.store(pfn, holder, order, stamp):
-            replaced = entry.value
-            assert isinstance(replaced, Holder)
-            zh.account(replaced, entry.order, -1)
-        if not holder.has_release_handler:
-            tree.set_mark(pfn, NO_HANDLER)
-        zh.account(holder, order, +1)
+        zh.replace(pfn, order, holder, stamp)
         hold = Hold(pfn, order, holder, HoldState.HELD, stamp)
         return SetResult(SetStatus.OVERWRITTEN, hold, previous)
 
@@ -616,7 +651,7 @@ class Registry:
             tree = self.zones[zone.index].tree
             held_pages += tree.count_pages(start, end)
             holds += tree.count_entries(start, end)
-            removable = removable and next(tree.marked(NO_HANDLER, start, end), None) is None
+            removable = removable and not self.zones[zone.index].lacks_handler(start, end)
             if expired:  # O(entries of the block), only while some holder is expired
                 orphaned += sum(
                     min(end, e.head + (1 << e.order)) - max(start, e.head)

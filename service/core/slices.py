@@ -19,13 +19,11 @@ Yielding while a zone's write lock is held is deliberate: readers of that zone w
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from time import perf_counter
 from typing import Final
 
-from pageholder.service.core.model import Holder
-from pageholder.service.core.radix import Entry
 from pageholder.service.core.zone import ZoneHolds
 
 #: items of synchronous work between two yields to the event loop, at most
@@ -90,19 +88,3 @@ async def all_zones_written(zones: Sequence[ZoneHolds]) -> AsyncIterator[None]:
     finally:
         for zh in reversed(locked):
             zh.lock.writer_lock.release()
-
-
-async def entries_of(zones: Iterable[ZoneHolds], holder: Holder) -> list[tuple[ZoneHolds, Entry]]:
-    """Every entry of ``holder``, zone by zone, yielding between slices of the scan; the
-    caller holds the zones' write locks. Cost: O(entries), in slices of ``SLICE``."""
-    found: list[tuple[ZoneHolds, Entry]] = []
-    for zh in zones:
-        seen = 0
-        for entry in zh.tree.items():
-            if entry.value is holder:
-                found.append((zh, entry))
-            seen += 1
-            if seen % SLICE == 0:
-                # The tree cannot change meanwhile: its write lock is ours.
-                await pause()
-    return found

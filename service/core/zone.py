@@ -2,12 +2,20 @@
 
 Every change to a zone's holds is one of the steps below, taken under the zone's write
 lock (the caller holds it) and without an await, so nobody sees it half done. They keep
-three things true together: the tree entry (value = the ``Holder``, stamp = ``since`` in
-µs, which is also the hold's *generation*), its marks, and the holder's counts
-(``holds``, ``held_pages``).
+four things true together: the tree entry (value = the ``Holder``, stamp = ``since`` in
+µs, which is also the hold's *generation*), its marks, the holder's counts (``holds``,
+``held_pages``) and the index of each holder's heads (``heads``, see ``heads.py``).
 
     RELEASING   mark: the hold is being released (state ``releasing``)
-    NO_HANDLER  mark: its holder has no release handler (the block is not ``removable``)
+    NO_HANDLER  mark: its holder may have no release handler
+
+NO_HANDLER is a filter, not the truth: every hold whose holder has no release handler
+carries it, and a hold whose holder has one may carry it for a while (its holder just
+got a handler and its marks are being cleared, zone by zone: ``sweeps.py``). So
+``lacks_handler`` checks the holder of each marked entry it meets; with no change under
+way the first marked entry decides. A new hold is marked when its holder's
+``no_handler_mark`` says so, which a change taking the handler away sets *before* it
+marks the holder's existing holds and drops the URL.
 
 A step that takes something back (an undo, a settle after a handler answered) touches a
 hold only if it is still the *same generation*: same head, same stamp, same holder
@@ -20,11 +28,11 @@ lease has expired reads ``orphaned`` from the moment it expires (``snapshot()``)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Final
 
 import aiorwlock
 
+from pageholder.service.core.heads import Heads
 from pageholder.service.core.layout import Zone
 from pageholder.service.core.model import Hold, Holder, HoldState
 from pageholder.service.core.radix import Entry, Occupied, RadixTree
@@ -42,12 +50,13 @@ def account(holder: Holder, order: int, sign: int) -> None:
 class ZoneHolds:
     """One zone's holds: its radix tree and the lock that guards it."""
 
-    __slots__ = ("zone", "tree", "lock", "pages_of")
+    __slots__ = ("zone", "tree", "lock", "pages_of", "heads")
 
     def __init__(self, zone: Zone) -> None:
         self.zone = zone
         self.tree = RadixTree()
         self.pages_of: dict[Holder, int] = {}
+        self.heads = Heads()
         # fast: no extra trip through the event loop after each acquire. That yield only
         # lets a cancellation land right after acquiring; our critical sections take the
         # lock, change the tree synchronously and drop it, so there is nothing to gain.
@@ -75,9 +84,16 @@ class ZoneHolds:
             return None
         return entry if entry.value is holder else None
 
-    def entries_of(self, holder: Holder) -> Iterator[Entry]:
-        """Every entry of ``holder`` in this zone. Cost: O(entries of the zone)."""
-        return (entry for entry in self.tree.items() if entry.value is holder)
+    def lacks_handler(self, start: int, end: int) -> bool:
+        """Whether a hold intersecting ``[start, end)`` has a holder without a release
+        handler. Cost: O(height), plus the stale marks it passes while a holder's marks
+        are being cleared (module docstring)."""
+        for entry in self.tree.marked(NO_HANDLER, start, end):
+            holder = entry.value
+            assert isinstance(holder, Holder)
+            if not holder.has_release_handler:
+                return True
+        return False
 
     # -- changing (under the write lock) -----------------------------------------------
 
@@ -89,23 +105,41 @@ class ZoneHolds:
             tree.insert(pfn, holder, order, stamp)
         except Occupied:
             return False
-        if holder.release_url is None:
+        if holder.no_handler_mark:
             tree.set_mark(pfn, NO_HANDLER)
         self.account(holder, order, +1)
+        self.heads.add(holder, pfn, order)
         return True
 
     def fill(self, start: int, end: int, holder: Holder, stamp: int) -> bool:
         """Add an order-0 hold on every page of ``[start, end)`` if none of them is held
         (True), else change nothing (False): what ``insert`` page by page would leave,
         built a leaf at a time. Cost: O(height + (end - start) / 64)."""
-        marks = () if holder.has_release_handler else (NO_HANDLER,)
+        marks = (NO_HANDLER,) if holder.no_handler_mark else ()
         try:
             self.tree.fill(start, end, holder, stamp, marks)
         except Occupied:
             return False
         holder.holds += end - start
         holder.held_pages += end - start
+        self.pages_of[holder] = self.pages_of.get(holder, 0) + (end - start)
+        self.heads.add_run(holder, start, end)
         return True
+
+    def replace(self, pfn: int, order: int, holder: Holder, stamp: int) -> list[Entry]:
+        """Put the hold in place of whatever overlaps it (an overwrite); returns the
+        entries it replaced. Cost: O(height + replaced entries)."""
+        replaced = self.tree.store(pfn, holder, order, stamp)
+        for entry in replaced:
+            previous = entry.value
+            assert isinstance(previous, Holder)
+            self.account(previous, entry.order, -1)
+            self.heads.discard(previous, entry.head, entry.order)
+        if holder.no_handler_mark:
+            self.tree.set_mark(pfn, NO_HANDLER)
+        self.account(holder, order, +1)
+        self.heads.add(holder, pfn, order)
+        return replaced
 
     def erase(self, entry: Entry) -> None:
         """Remove ``entry`` (it is in the tree) and uncount it. Cost: O(height)."""
@@ -113,6 +147,7 @@ class ZoneHolds:
         assert isinstance(holder, Holder)
         self.tree.erase(entry.head)
         self.account(holder, entry.order, -1)
+        self.heads.discard(holder, entry.head, entry.order)
 
     def account(self, holder: Holder, order: int, sign: int) -> None:
         """Count a hold in (+1) or out (-1) of its holder's totals and this zone's."""
@@ -152,13 +187,33 @@ class ZoneHolds:
         return False
 
     def mark_handler(self, holder: Holder, has_handler: bool) -> None:
-        """Every hold of ``holder`` follows whether it has a release handler."""
-        for entry in list(self.entries_of(holder)):
-            self.mark_entry_handler(entry, has_handler)
+        """Every hold of ``holder`` here follows whether it has a release handler, in one
+        step. Cost: O(its holds here * height)."""
+        for head in list(self.heads.heads(holder)):
+            self.mark_head(head, has_handler)
 
-    def mark_entry_handler(self, entry: Entry, has_handler: bool) -> None:
-        """One hold follows whether its holder has a release handler. Cost: O(height)."""
+    def mark_head(self, head: int, has_handler: bool) -> None:
+        """The hold at ``head`` follows whether its holder has a release handler.
+        Cost: O(height)."""
         if has_handler:
-            self.tree.clear_mark(entry.head, NO_HANDLER)
+            self.tree.clear_mark(head, NO_HANDLER)
         else:
-            self.tree.set_mark(entry.head, NO_HANDLER)
+            self.tree.set_mark(head, NO_HANDLER)
+
+    def _check(self) -> None:
+        """Assert the tree's invariants, and that the index and the per-holder counts
+        are what a scan of the tree finds. Cost: O(entries)."""
+        self.tree._check()
+        heads: dict[Holder, list[int]] = {}
+        pages: dict[Holder, int] = {}
+        for entry in self.tree.items():
+            holder = entry.value
+            assert isinstance(holder, Holder)
+            heads.setdefault(holder, []).append(entry.head)
+            pages[holder] = pages.get(holder, 0) + (1 << entry.order)
+            if not holder.has_release_handler:
+                assert self.tree.get_mark(entry.head, NO_HANDLER), entry
+        assert set(self.heads.holders()) == set(heads), "index holders"
+        for holder, expected in heads.items():
+            assert sorted(self.heads.heads(holder)) == expected, holder.name
+        assert self.pages_of == pages, "pages_of"

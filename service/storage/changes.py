@@ -185,7 +185,9 @@ def _forget(registry: Registry, holder: Holder) -> None:
     """``holder`` and every hold of it gone (its row is, with its holds)."""
     if holder.holds:
         for zh in registry.zones:
-            for entry in list(zh.entries_of(holder)):
+            for head in list(zh.heads.heads(holder)):
+                entry = zh.tree.load(head)
+                assert entry is not None  # the index holds only heads in the tree
                 zh.erase(entry)
     registry.unenrol(holder)
 

@@ -98,6 +98,8 @@ async def test_removing_a_holder_with_holds_needs_force() -> None:
     assert await registry.remove_holder("nic0", force=True) == 1
     assert (await registry.lookup(NORMAL + 5)).hold is None
     assert "nic0" not in registry.holders
+    backlog, _ = registry.events.subscribe(registry.events.revision - 1)
+    assert [e.type for e in backlog[0]] == ["holder.deleted"]
 
 
 async def test_handler_appearing_clears_the_no_handler_marks() -> None:

@@ -120,6 +120,10 @@ async def test_a_recovered_registry_is_the_live_one(tmp_path: Path) -> None:
         await live.unset_hold(pfn)
     await live.set_hold(DMA32 + 64, "gpu0", order=6, overwrite=True)
     await live.update_holder("gpu0", release_url=None)
+    # a holder deleted with its holds stays deleted, holds and all
+    await live.add_holder("gone", release_url="http://127.0.0.1:9/x")
+    await batch_set_ranges(live, "gone", [(NORMAL + 300_000, 9)], [(DMA32 + 40_000, 100)])
+    await live.remove_holder("gone", force=True)
     await offline_block(live, 100)  # no holds in it: offline at once
     await store.close()
     again, store = await open_registry(tmp_path, layout)
