@@ -170,6 +170,7 @@ def _holder(registry: Registry, name: str, row: HolderOp | None) -> None:
         registry.enrol(old)
     flips = (old.release_url is None) != (row.release_url is None)
     old.release_url = row.release_url
+    old.no_handler_mark = row.release_url is None  # what its holds loaded from now get
     old.timeout_s = row.timeout_s
     old.description = row.description
     old.webhook_secret = row.webhook_secret

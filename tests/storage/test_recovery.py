@@ -25,6 +25,7 @@ from pageholder.service.core.model import Holder, PageRef, ReleaseAnswer
 from pageholder.service.core.offline import offline_block
 from pageholder.service.core.radix import CHUNK_SIZE, MARK_COUNT, Node, RadixTree
 from pageholder.service.core.registry import Registry
+from pageholder.service.core.zone import NO_HANDLER
 from pageholder.service.storage.recovery import open_durable, recover
 from pageholder.service.storage.sqlite import DB_FILE, RUN_WINDOW, Store, StoreError
 
@@ -47,7 +48,16 @@ def picture(reg: Registry) -> dict[str, object]:
         zone = zh.zone
         zones[zone.id] = {
             "holds": [(e.head, e.order, e.value.name, e.stamp) for e in tree.items()],  # type: ignore[attr-defined]
-            "marks": [[e.head for e in tree.marked(m)] for m in range(MARK_COUNT)],
+            # NO_HANDLER is a filter (core/zone.py): what it says is exact only for the
+            # holds whose holder has no handler; stale marks of others may linger
+            "marks": [
+                [
+                    e.head
+                    for e in tree.marked(m)
+                    if m != NO_HANDLER or not e.value.has_release_handler  # type: ignore[attr-defined]
+                ]
+                for m in range(MARK_COUNT)
+            ],
             "counts": (len(tree), tree.pages),
             "blocks": [
                 (tree.count_entries(b, b + BLOCK), tree.count_pages(b, b + BLOCK))
