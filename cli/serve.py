@@ -6,6 +6,7 @@ client commands beside these start without loading them.
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -59,6 +60,8 @@ def serve(
 ) -> None:
     """Run the registry (one process owns the state, or one leader of several on
     PostgreSQL)."""
+    if log_level.lower() not in LOG_LEVELS:
+        raise fail(f"--log-level {log_level!r}: one of {', '.join(LOG_LEVELS)}")
     import uvicorn
     from pydantic import ValidationError
 
@@ -133,6 +136,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=log_level,
+        log_config=log_config(log_level),
         workers=1,
         http=with_deadlines(settings.header_timeout_s, settings.body_timeout_s),
         # SIGTERM: in-flight requests get this long, then are cancelled (an offline then
@@ -150,6 +154,25 @@ def serve(
         raise typer.Exit(3)  # what uvicorn.run does when the server could not start
     if failures:
         raise fail(f"recovery failed: {failures[0]}")
+
+
+#: uvicorn's log levels
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging, and the registry's own ``pageholder`` loggers (recovery,
+    leadership, the store) through the same handler at the same level: without one, their
+    INFO lines (``recovered N holds ...``) went nowhere."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["pageholder"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
 
 
 def openapi() -> None:

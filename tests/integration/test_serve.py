@@ -141,6 +141,9 @@ def test_the_first_start_prints_where_it_is_and_a_token_kept_in_the_data_dir(
             assert wrong.status_code == 401
 
     with running_server(tmp_path / "second", data_dir=str(data)) as second:
+        second.wait_healthy(path="/readyz")
+        # the registry's own log lines go out beside uvicorn's (they went nowhere)
+        assert re.search(r"INFO: +recovered 0 holds from \S+ in ", second.stderr()), second.output()
         printed = second.stdout()
         assert f"pageholder serving on {second.url}" in printed
         assert token not in printed and "admin token" not in printed, printed
@@ -199,6 +202,16 @@ def test_a_missing_layout_file_is_one_line_of_error() -> None:
     assert len(lines) == 1 and lines[0].startswith("error:"), done.stderr
     assert "/nonexistent.toml" in lines[0]
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_a_wrong_log_level_is_one_line_of_error() -> None:
+    port = str(free_port())
+    done = run_pageholder("serve", "--log-level", "loud", "--data-dir", ":memory:", "--port", port)
+    assert done.returncode != 0
+    assert done.stderr.splitlines() == [
+        "error: --log-level 'loud': one of critical, error, warning, info, debug, trace"
+    ], done.stderr
+    assert "Traceback" not in done.stderr + done.stdout and "serving" not in done.stdout
 
 
 # --- holding and releasing -----------------------------------------------------------
