@@ -385,16 +385,21 @@ def fmt_cpu(seconds: float) -> str:
 #: What the section says above its table (how the numbers were made).
 METHOD = """\
 Load: wrk (C; 2 threads, 16 connections, PUT-hold then DELETE of the same pfn, SQLite
-with synchronous=FULL), not the httpx loops of the first version of this benchmark:
-those took ~2.5 ms of CPU per pair, more than the server's ~0.3 ms, so they measured
-themselves. Pinning: the server and all its threads on CPU {server}; wrk and the
-subscribers' process on CPU {client}, for 0, 10 and 100 alike. Subscribers ("raw
-readers"): one process, plain sockets in one epoll loop, every byte read, chunked
-framing undone, every event counted and its id checked in order (asserted after each
-run). Ratios are per round (same server, back to back) and their median; the
-machine's other work (load average above) moves single rounds a lot, so the spread is
-given. Server CPU per pair is the server process's utime + stime over the pairs done:
-what the registry itself spent, whatever the scheduler did to the throughput.
+with synchronous=FULL). Pinning: the server and all its threads on CPU {server}; wrk and
+the subscribers' process on CPU {client}, for 0, 10 and 100 alike. Subscribers ("C
+readers", bench/_reader.c built with the system's cc): one process, one epoll loop
+woken at most every 5 ms, every byte of every stream copied to a file in /dev/shm,
+nothing parsed while wrk runs; after each run every file is checked in Python
+(bench._readers.verify: head 200 + chunked, framing undone, every event's data parsed,
+the parts of a revision 1..parts with the id on the last only, each revision the one
+after the last: no gap, the admin sees all; each reader read >= 0.9 of the run's
+events). Why: the Python epoll readers (kept as a row, same rounds) parse ~300k
+events/s at 100 subscribers on the load generator's CPU, 0.4-0.6 of it; the C readers
+take ~0.07. CPU split: shares of one CPU over a run's wall time, medians: the server
+process (utime + stime, /proc), wrk (RUSAGE_CHILDREN), the readers' process, and the
+idle share of each CPU (/proc/stat); what is neither is the machine's other work.
+Ratios are per round (same server, back to back) and their median. Server CPU per
+pair: the server process's utime + stime over the pairs done.
 
 """
 
