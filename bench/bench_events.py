@@ -14,15 +14,17 @@ server's CPU, and the server's per-subscriber work shows as fewer pairs/s.
 (a) Set+unset pairs: wrk, 2 threads, 16 connections, ``PUT /v1/pages/{pfn}/hold``
     then, once it is answered, ``DELETE`` of the same pfn (``bench_http.pairs_script``),
     for DURATION s, with 0, 10 and 100 subscribers connected (``GET /v1/events``, admin
-    token, every event) in one child process (``bench._readers raw``: plain sockets in
-    one epoll loop that read every byte, undo the chunked framing, count every event
-    and check the ids are in order; checked after each run). Pairs/s with N
+    token, every event) in one child process (``bench/_reader.c``, built with cc: every
+    byte copied to a file in /dev/shm, nothing parsed during the run; each file checked
+    after it by ``bench._readers.verify``: every event parsed, revisions whole, in order,
+    no gap; without cc, ``bench._readers raw``). Pairs/s with N
     subscribers over pairs/s with 0 in the same round on the same server, median of
     REPS rounds. Target: >= 0.8 at 100. Also: the same ratio at 100 against a server
     running main's code, in the same rounds; the server's CPU per pair (utime + stime
     of its process and threads, ``/proc``), this tree's and main's; and the ratio with
     100 SDK readers (``AsyncPageHolderClient.watch()``, ``bench._readers sdk``), which
-    parse every event into objects on the load generator's CPU and fall behind.
+    parse every event into objects on the load generator's CPU and fall behind, and with
+    100 Python raw readers; and the CPU split of each run (server, wrk, readers, idle).
 (b) The hot path before and after: the same pairs with 0 subscribers against a server
     running main's code (``git archive main``, put first on ``PYTHONPATH``) and one
     running this tree's, alternating, medians of REPS runs. Target: >= 0.95.
