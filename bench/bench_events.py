@@ -29,7 +29,7 @@ server's CPU, and the server's per-subscriber work shows as fewer pairs/s.
     running main's code (``git archive main``, put first on ``PYTHONPATH``) and one
     running this tree's, alternating, medians of REPS runs. Target: >= 0.95.
 (c) Delivery latency: one subscriber in a child process (httpx, parsing every event;
-    with 99 raw readers connected beside it in the second measure); this process holds
+    with 99 C readers connected beside it in the second measure); this process holds
     one page at a time (paced); for each event, the receipt time minus the event's
     ``time`` (when the registry made the change, before its commit: so this is commit +
     delivery), p50/p99 over SAMPLES events.
