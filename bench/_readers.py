@@ -13,6 +13,14 @@ chunk the events counted (``data:`` lines) and the ``id:`` lines read with one
 compiled regex, both in C (``bytes.count``, ``re.findall``). Every byte is read; every
 event is counted; ids are checked in order.
 
+``c`` (not run through this module): ``bench/_reader.c``, built with the system's cc,
+one process and one epoll loop that copies every byte of every stream to a file in a
+tmpfs folder and parses nothing; ``verify`` checks each file after the measured run
+(chunked framing undone, every event parsed, its ``rev``, ``part``/``parts`` and ``id``
+checked: revisions in order with no gap, since the admin sees every one). So reading
+costs the load generator's CPU only the copies, and checking costs it nothing while
+wrk runs.
+
 ``sdk``: COUNT ``AsyncPageHolderClient.watch()`` loops, what an application would run
 (every event parsed into an ``Event``, revisions held back until their last part); a
 reader is ready once it got its first event (the benchmark makes changes until then).
@@ -24,10 +32,13 @@ import asyncio
 import json
 import re
 import select
+import shutil
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 _ID = re.compile(rb"^id: (\d+)$", re.M)
@@ -134,6 +145,104 @@ def run_raw(host: str, port: int, token: str, count: int) -> list[Tally]:
                 continue
             reader.feed(data)
         time.sleep(PAUSE_S)  # the kernel's socket buffers hold what comes meanwhile
+
+
+C_SOURCE = Path(__file__).with_name("_reader.c")
+
+
+def build_c_reader(folder: Path) -> Path | None:
+    """``_reader.c`` compiled into ``folder`` (None: no cc on this machine)."""
+    cc = shutil.which("cc")
+    if cc is None:
+        return None
+    binary = folder / "_reader"
+    subprocess.run([cc, "-O2", "-o", str(binary), str(C_SOURCE)], check=True, timeout=120)
+    return binary
+
+
+@dataclass
+class Checked(Tally):
+    """What ``verify`` found in one stream: ``ordered`` is False with ``problem`` said."""
+
+    first: int = -1  # the revision the stream started after (its bare id)
+    problem: str = ""
+
+
+def unchunk(raw: bytes) -> bytes:
+    """The body of a recorded HTTP/1.1 response (head checked: 200, chunked), framing
+    undone; a chunk cut off by the end of the recording is left out."""
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    if not sep or not head.startswith(b"HTTP/1.1 200"):
+        raise ValueError(f"unexpected answer: {head[:200]!r}")
+    if b"transfer-encoding: chunked" not in head.lower():
+        raise ValueError(f"not chunked: {head[:200]!r}")
+    body: list[bytes] = []
+    at, end = 0, len(rest)
+    while at < end:  # bounded: every turn moves ``at`` forward or stops
+        eol = rest.find(b"\r\n", at)
+        if eol < 0:
+            break
+        size = int(rest[at:eol], 16)
+        stop = eol + 2 + size
+        if size == 0 or stop + 2 > end:
+            break
+        if rest[stop : stop + 2] != b"\r\n":
+            raise ValueError(f"bad chunk framing at byte {stop}")
+        body.append(rest[eol + 2 : stop])
+        at = stop + 2
+    return b"".join(body)
+
+
+def verify(raw: bytes) -> Checked:
+    """Every event of one recorded admin stream: counted, its data parsed; the parts of
+    a revision numbered 1..parts with the ``id`` (= rev) on the last one only, and
+    each revision the one after the last (an admin sees every revision). An event cut
+    off by the end of the recording is not counted."""
+    tally = Checked()
+    text = unchunk(raw).decode()
+    blocks = text.split("\n\n")[:-1]  # the last one: not ended (or empty)
+    rev, part, parts = -1, 0, 0
+    for block in blocks:
+        fields: dict[str, str] = {}
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                continue  # a keep-alive comment
+            name, _, value = line.partition(": ")
+            fields[name] = value
+        if "data" not in fields:
+            if "id" in fields:
+                if tally.first >= 0:
+                    return _bad(tally, f"a second bare id {fields['id']}")
+                tally.first = rev = int(fields["id"])
+                part = parts = 0
+            continue
+        data = json.loads(fields["data"])
+        if data["type"] != fields.get("event"):
+            return _bad(tally, f"event {fields.get('event')} with data of {data['type']}")
+        if data["rev"] != rev:
+            if part != parts:
+                return _bad(tally, f"revision {rev} ended at part {part} of {parts}")
+            if data["rev"] != rev + 1:
+                return _bad(tally, f"revision {data['rev']} after {rev}")
+            rev, part, parts = data["rev"], 0, data["parts"]
+        if data["part"] != part + 1 or data["parts"] != parts:
+            return _bad(tally, f"part {data['part']}/{data['parts']} after {part}/{parts}")
+        part += 1
+        last = part == parts
+        if ("id" in fields) != last or (last and int(fields["id"]) != rev):
+            return _bad(tally, f"id {fields.get('id')} on part {part}/{parts} of {rev}")
+        tally.events += 1
+        if last:
+            tally.last_id = rev
+    if tally.first < 0:
+        return _bad(tally, "no bare id first")
+    return tally
+
+
+def _bad(tally: Checked, problem: str) -> Checked:
+    tally.ordered = False
+    tally.problem = problem
+    return tally
 
 
 async def sdk_reader(url: str, token: str, tally: Tally, ready: asyncio.Event) -> None:

@@ -14,20 +14,22 @@ server's CPU, and the server's per-subscriber work shows as fewer pairs/s.
 (a) Set+unset pairs: wrk, 2 threads, 16 connections, ``PUT /v1/pages/{pfn}/hold``
     then, once it is answered, ``DELETE`` of the same pfn (``bench_http.pairs_script``),
     for DURATION s, with 0, 10 and 100 subscribers connected (``GET /v1/events``, admin
-    token, every event) in one child process (``bench._readers raw``: plain sockets in
-    one epoll loop that read every byte, undo the chunked framing, count every event
-    and check the ids are in order; checked after each run). Pairs/s with N
+    token, every event) in one child process (``bench/_reader.c``, built with cc: every
+    byte copied to a file in /dev/shm, nothing parsed during the run; each file checked
+    after it by ``bench._readers.verify``: every event parsed, revisions whole, in order,
+    no gap; without cc, ``bench._readers raw``). Pairs/s with N
     subscribers over pairs/s with 0 in the same round on the same server, median of
     REPS rounds. Target: >= 0.8 at 100. Also: the same ratio at 100 against a server
     running main's code, in the same rounds; the server's CPU per pair (utime + stime
     of its process and threads, ``/proc``), this tree's and main's; and the ratio with
     100 SDK readers (``AsyncPageHolderClient.watch()``, ``bench._readers sdk``), which
-    parse every event into objects on the load generator's CPU and fall behind.
+    parse every event into objects on the load generator's CPU and fall behind, and with
+    100 Python raw readers; and the CPU split of each run (server, wrk, readers, idle).
 (b) The hot path before and after: the same pairs with 0 subscribers against a server
     running main's code (``git archive main``, put first on ``PYTHONPATH``) and one
     running this tree's, alternating, medians of REPS runs. Target: >= 0.95.
 (c) Delivery latency: one subscriber in a child process (httpx, parsing every event;
-    with 99 raw readers connected beside it in the second measure); this process holds
+    with 99 C readers connected beside it in the second measure); this process holds
     one page at a time (paced); for each event, the receipt time minus the event's
     ``time`` (when the registry made the change, before its commit: so this is commit +
     delivery), p50/p99 over SAMPLES events.
@@ -38,7 +40,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -46,10 +51,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
+from ._readers import build_c_reader, verify
 from ._report import header, write_section
 from ._server import (
     NORMAL_START,
@@ -93,6 +101,38 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_times() -> dict[int, tuple[int, int]]:
+    """Per CPU: (idle + iowait ticks, all ticks) so far, from ``/proc/stat``."""
+    times = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit():
+            ticks = [int(f) for f in fields[:8]]
+            times[int(name[3:])] = (ticks[3] + ticks[4], sum(ticks))
+    return times
+
+
+def children_cpu() -> float:
+    """utime + stime of this process's ended and waited-for children (wrk)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Run:
+    """One pairs run: pairs/s, the server's CPU per pair, and where the CPU went: shares
+    of one CPU over the run's wall time (server, wrk, the readers' process) and the idle
+    share of the server's CPU and of the client's."""
+
+    rate: float
+    cpu_per_pair: float
+    server: float
+    wrk: float
+    readers: float
+    idle_server_cpu: float
+    idle_client_cpu: float
+
+
 class Pairs:
     """wrk's set+unset pairs against one server; each run takes fresh pfns."""
 
@@ -103,18 +143,41 @@ class Pairs:
             server.url + "/v1/holders", json={"name": "h"}, headers=AUTH, trust_env=False
         ).raise_for_status()
 
-    def run(self, seconds: float) -> tuple[float, float]:
-        """Pairs/s, and the server's CPU seconds per pair."""
+    def run(self, seconds: float, readers_pid: int | None = None) -> Run:
+        """Pairs/s, the server's CPU seconds per pair, and the CPU split."""
         script = pairs_script(self.runs)
         self.runs += 1
         assert self.server.proc is not None
-        before = cpu_seconds(self.server.proc.pid)
+        pid = self.server.proc.pid
+        before = cpu_seconds(pid)
+        readers_before = cpu_seconds(readers_pid) if readers_pid else 0.0
+        wrk_before, ticks_before, started = children_cpu(), cpu_times(), time.monotonic()
         result = run_wrk(
             self.server.url, script, seconds=seconds, threads=THREADS, connections=CONNECTIONS
         ).check("pairs")
+        wall = time.monotonic() - started
+        wrk, ticks = children_cpu() - wrk_before, cpu_times()
+        used = cpu_seconds(pid) - before
+        readers = cpu_seconds(readers_pid) - readers_before if readers_pid else 0.0
         check_pairs(result)
-        used = cpu_seconds(self.server.proc.pid) - before
-        return result.deletes / result.seconds, used / max(result.deletes, 1)
+
+        def idle(cpus: set[int] | None) -> float:
+            if cpus is None:
+                return math.nan
+            cpu = min(cpus)
+            return (ticks[cpu][0] - ticks_before[cpu][0]) / max(
+                ticks[cpu][1] - ticks_before[cpu][1], 1
+            )
+
+        return Run(
+            rate=result.deletes / result.seconds,
+            cpu_per_pair=used / max(result.deletes, 1),
+            server=used / wall,
+            wrk=wrk / wall,
+            readers=readers / wall,
+            idle_server_cpu=idle(SERVER_CPUS),
+            idle_client_cpu=idle(CLIENT_CPUS),
+        )
 
 
 def poke(url: str, stop: threading.Event) -> None:
@@ -127,17 +190,43 @@ def poke(url: str, stop: threading.Event) -> None:
             http.delete(f"/v1/pages/{pfn}/hold")
 
 
+#: the C readers' program (``main`` builds it; None: no cc here, the Python ones instead)
+C_READER: Path | None = None
+#: where the C readers write their streams: tmpfs if there is one
+SHM = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+#: the longest a reader process may run (its loop ends by then whatever happens)
+READER_MAX_S = 600
+
+
+def fast_kind() -> str:
+    """The cheapest honest readers here: ``c`` when built, else ``raw`` (Python)."""
+    return "c" if C_READER is not None else "raw"
+
+
 @contextlib.contextmanager
-def readers(url: str, count: int, kind: str = "raw") -> Iterator[dict[str, object]]:
-    """``count`` subscribers in a child process; after the block, what they counted."""
+def readers(url: str, count: int, kind: str = "fast") -> Iterator[dict[str, object]]:
+    """``count`` subscribers in a child process; in the block, ``report["pid"]`` is its
+    process; after the block, what they counted (``c``: checked from their recordings,
+    after the process ended)."""
     report: dict[str, object] = {}
     if count == 0:
         yield report
         return
-    args = [sys.executable, "-m", "bench._readers", kind, url, TOKEN, str(count)]
+    if kind == "fast":
+        kind = fast_kind()
+    record: Path | None = None
+    if kind == "c":
+        assert C_READER is not None
+        record = Path(tempfile.mkdtemp(prefix="bench-events-", dir=SHM))
+        split = urlsplit(url)
+        args = [str(C_READER), str(split.hostname), str(split.port), TOKEN, str(count)]
+        args += [str(record), str(READER_MAX_S)]
+    else:
+        args = [sys.executable, "-m", "bench._readers", kind, url, TOKEN, str(count)]
     proc = subprocess.Popen(
         args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
+    report["pid"] = proc.pid
     stop = threading.Event()
     poker = threading.Thread(target=poke, args=(url, stop)) if kind == "sdk" else None
     try:
@@ -153,32 +242,46 @@ def readers(url: str, count: int, kind: str = "raw") -> Iterator[dict[str, objec
         yield report
         proc.stdin.close()
         line = proc.stdout.readline()
-        report.update(json.loads(line.removeprefix("DONE ")))
+        if record is None:
+            report.update(json.loads(line.removeprefix("DONE ")))
+        else:
+            if not line.startswith("DONE "):
+                raise RuntimeError(f"the C readers did not end well: {line!r}")
+            proc.wait(timeout=20)
+            checked = [verify((record / str(i)).read_bytes()) for i in range(count)]
+            problems = [c.problem for c in checked if c.problem]
+            report["events"] = [c.events for c in checked]
+            report["ordered"] = not problems
+            report["problems"] = problems[:3]
     finally:
         stop.set()
         if proc.poll() is None:
             proc.terminate()
         proc.wait(timeout=20)
+        if record is not None:
+            shutil.rmtree(record, ignore_errors=True)
 
 
-def subscribed_run(pairs: Pairs, count: int, kind: str = "raw") -> tuple[float, float, float]:
-    """One pairs run with ``count`` subscribers: pairs/s, server CPU s per pair, and the
-    share of the run's events the slowest reader had read when it ended. Checks that raw
-    readers read every event, and that every reader saw the ids in order."""
+def subscribed_run(pairs: Pairs, count: int, kind: str = "fast") -> tuple[Run, float]:
+    """One pairs run with ``count`` subscribers, and the share of the run's events the
+    slowest reader had read when it ended. Checks that raw and C readers read every
+    event, and that every reader saw the ids in order (C readers: every revision, each
+    whole, no gap)."""
     server = pairs.server
     assert server.proc is not None
     with readers(server.url, count, kind) as report:
         if count:
             time.sleep(0.5)  # the streams' first bytes are out
-        rate, cpu = pairs.run(DURATION)
+        pid = report.get("pid")
+        run = pairs.run(DURATION, pid if isinstance(pid, int) else None)
     read = 1.0
     if count:
         events = report["events"]
         assert isinstance(events, list) and report["ordered"], report
-        read = min(events) / (2 * rate * DURATION)  # 2 events a pair
-        # raw readers keep up: every one read (about) all of the run's events
-        assert kind != "raw" or read >= 0.9, (min(events), rate)
-    return rate, cpu, read
+        read = min(events) / (2 * run.rate * DURATION)  # 2 events a pair
+        # raw and C readers keep up: every one read (about) all of the run's events
+        assert kind == "sdk" or read >= 0.9, (min(events), run.rate)
+    return run, read
 
 
 # -- delivery latency ---------------------------------------------------------------------
@@ -284,16 +387,21 @@ def fmt_cpu(seconds: float) -> str:
 #: What the section says above its table (how the numbers were made).
 METHOD = """\
 Load: wrk (C; 2 threads, 16 connections, PUT-hold then DELETE of the same pfn, SQLite
-with synchronous=FULL), not the httpx loops of the first version of this benchmark:
-those took ~2.5 ms of CPU per pair, more than the server's ~0.3 ms, so they measured
-themselves. Pinning: the server and all its threads on CPU {server}; wrk and the
-subscribers' process on CPU {client}, for 0, 10 and 100 alike. Subscribers ("raw
-readers"): one process, plain sockets in one epoll loop, every byte read, chunked
-framing undone, every event counted and its id checked in order (asserted after each
-run). Ratios are per round (same server, back to back) and their median; the
-machine's other work (load average above) moves single rounds a lot, so the spread is
-given. Server CPU per pair is the server process's utime + stime over the pairs done:
-what the registry itself spent, whatever the scheduler did to the throughput.
+with synchronous=FULL). Pinning: the server and all its threads on CPU {server}; wrk and
+the subscribers' process on CPU {client}, for 0, 10 and 100 alike. Subscribers ("C
+readers", bench/_reader.c built with the system's cc): one process, one epoll loop
+woken at most every 5 ms, every byte of every stream copied to a file in /dev/shm,
+nothing parsed while wrk runs; after each run every file is checked in Python
+(bench._readers.verify: head 200 + chunked, framing undone, every event's data parsed,
+the parts of a revision 1..parts with the id on the last only, each revision the one
+after the last: no gap, the admin sees all; each reader read >= 0.9 of the run's
+events). Why: the Python epoll readers (kept as a row, same rounds) parse ~300k
+events/s at 100 subscribers on the load generator's CPU, 0.4-0.6 of it; the C readers
+take ~0.07. CPU split: shares of one CPU over a run's wall time, medians: the server
+process (utime + stime, /proc), wrk (RUSAGE_CHILDREN), the readers' process, and the
+idle share of each CPU (/proc/stat); what is neither is the machine's other work.
+Ratios are per round (same server, back to back) and their median. Server CPU per
+pair: the server process's utime + stime over the pairs done.
 
 """
 
@@ -323,39 +431,47 @@ def main() -> None:
 
 
 def measure(base: Path) -> list[Row]:
+    global C_READER
     rows: list[Row] = []
+    C_READER = build_c_reader(base)
+    fast = "C readers" if C_READER is not None else "Python raw readers"
     # (a) subscribers
-    rates: dict[int, list[float]] = {n: [] for n in COUNTS}
+    runs: dict[int, list[Run]] = {n: [] for n in COUNTS}
     ratios: dict[int, list[float]] = {n: [] for n in COUNTS}
-    cpus: dict[int, list[float]] = {n: [] for n in COUNTS}
+    py_runs: list[Run] = []  # 100 Python raw readers (the readers before the C ones)
+    py_ratios: list[float] = []
     sdk: list[float] = []
     sdk_read: list[float] = []
-    main_ratios: list[float] = []  # 100 raw readers, main's code
+    main_ratios: list[float] = []  # 100 fast readers, main's code
     main_cpus: dict[int, list[float]] = {0: [], 100: []}
     before_path = main_tree(base / "main")
     with server_of(str(base / "a")) as server, server_of(str(base / "m"), before_path) as old:
         pairs, old_pairs = Pairs(server), Pairs(old)
         for _ in range(REPS):
             for n in COUNTS:
-                rate, cpu, _ = subscribed_run(pairs, n)
-                rates[n].append(rate)
-                cpus[n].append(cpu)
-                ratios[n].append(rate / rates[0][-1])
-            rate, _, read = subscribed_run(pairs, 100, "sdk")
-            sdk.append(rate / rates[0][-1])
+                run, _ = subscribed_run(pairs, n)
+                runs[n].append(run)
+                ratios[n].append(run.rate / runs[0][-1].rate)
+            zero = runs[0][-1].rate
+            if C_READER is not None:
+                run, _ = subscribed_run(pairs, 100, "raw")
+                py_runs.append(run)
+                py_ratios.append(run.rate / zero)
+            run, read = subscribed_run(pairs, 100, "sdk")
+            sdk.append(run.rate / zero)
             sdk_read.append(read)
-            old_zero, old_cpu, _ = subscribed_run(old_pairs, 0)
-            old_rate, old_hundred, _ = subscribed_run(old_pairs, 100)
-            main_ratios.append(old_rate / old_zero)
-            main_cpus[0].append(old_cpu)
-            main_cpus[100].append(old_hundred)
-    zero = statistics.median(rates[0])
+            old_zero, _ = subscribed_run(old_pairs, 0)
+            old_hundred, _ = subscribed_run(old_pairs, 100)
+            main_ratios.append(old_hundred.rate / old_zero.rate)
+            main_cpus[0].append(old_zero.cpu_per_pair)
+            main_cpus[100].append(old_hundred.cpu_per_pair)
+    zero = statistics.median(r.rate for r in runs[0])
     rows.append(info_row("pairs/s, 0 subscribers", fmt_rate(zero, "pairs/s")))
     for n in COUNTS[1:]:
-        rate = statistics.median(rates[n])
+        rate = statistics.median(r.rate for r in runs[n])
         rows.append(
             ratio_row(
-                f"pairs/s, {n} subscribers (raw readers)",
+                f"pairs/s, {n} subscribers ({fast})",
                 fmt_rate(rate, "pairs/s"),
                 fmt_rate(zero, "pairs/s"),
                 statistics.median(ratios[n]),
@@ -363,9 +479,18 @@ def measure(base: Path) -> list[Row]:
             )
         )
     rows.append(info_row("per-round ratios at 100", spread(ratios[100])))
+    if py_ratios:
+        rows.append(
+            info_row(
+                "pairs/s, 100 Python raw readers (epoll, parsing as they read; same rounds)",
+                fmt_rate(statistics.median(r.rate for r in py_runs), "pairs/s"),
+                "",
+                f"{statistics.median(py_ratios):.2f}x ({spread(py_ratios)})",
+            )
+        )
     rows.append(
         info_row(
-            "the same ratio at 100 with main's code (same run, same bench)",
+            f"the same ratio at 100 with main's code ({fast}; same run)",
             "",
             "",
             f"{statistics.median(main_ratios):.2f}x ({spread(main_ratios)})",
@@ -386,18 +511,23 @@ def measure(base: Path) -> list[Row]:
         rows.append(
             info_row(
                 f"server CPU per pair, {n} subscribers",
-                fmt_cpu(statistics.median(cpus[n])),
+                fmt_cpu(statistics.median(r.cpu_per_pair for r in runs[n])),
                 baseline,
             )
         )
+    splits = [(f"{n} subscribers ({fast})" if n else "0 subscribers", runs[n]) for n in COUNTS]
+    if py_runs:
+        splits.append(("100 Python raw readers", py_runs))
+    for label, these in splits:
+        rows.append(info_row(f"CPU split, {label}", cpu_split(these)))
     # (b) before/after, 0 subscribers
     before: list[float] = []
     after: list[float] = []
     for rep in range(REPS):
         with server_of(str(base / f"before{rep}"), before_path) as server:
-            before.append(Pairs(server).run(DURATION)[0])
+            before.append(Pairs(server).run(DURATION).rate)
         with server_of(str(base / f"after{rep}")) as server:
-            after.append(Pairs(server).run(DURATION)[0])
+            after.append(Pairs(server).run(DURATION).rate)
     b, a = statistics.median(before), statistics.median(after)
     rows.append(
         ratio_row(
@@ -417,6 +547,21 @@ def measure(base: Path) -> list[Row]:
             rows.append(info_row(what, fmt_us(p50)))
             rows.append(info_row(f"delivery latency p99{beside}", fmt_us(p99)))
     return rows
+
+
+def cpu_split(runs: list[Run]) -> str:
+    """Medians, in shares of one CPU over the run: who used the two CPUs."""
+
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    return (
+        f"server CPU: server {med([r.server for r in runs]):.2f}, "
+        f"idle {med([r.idle_server_cpu for r in runs]):.2f}; "
+        f"client CPU: wrk {med([r.wrk for r in runs]):.2f}, "
+        f"readers {med([r.readers for r in runs]):.2f}, "
+        f"idle {med([r.idle_client_cpu for r in runs]):.2f}"
+    )
 
 
 def spread(values: list[float]) -> str:
