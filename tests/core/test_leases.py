@@ -8,11 +8,12 @@ to prove the timer itself fires.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 
 import pytest
 
-from pageholder.service.core import errors
+from pageholder.service.core import collector, errors
 from pageholder.service.core.batch import batch_set
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import FailureReason, Holder, HoldState, OnExpiry
@@ -206,6 +207,25 @@ async def test_reclaim_racing_a_revival_stops_at_the_next_slice() -> None:
     remaining, _ = await registry.holds_in(0, None, holder=holder, limit=10000)
     assert len(remaining) == holder.holds
     assert {h.state for h in remaining} == {HoldState.HELD}
+
+
+async def test_full_collections_wait_for_a_reclaim_young_ones_do_not() -> None:
+    """Issue 14's stall: a full collection walks the tree the reclaim is erasing."""
+    registry, clock, holder = await leased()
+    await batch_set(registry, "nic0", [(NORMAL + 2 * i, 0) for i in range(5000)])
+    registry.leases.slice_s = 0.0  # many slices, a look at the collector between them
+    before = gc.get_threshold()
+    clock.now += TTL + 1
+    task = asyncio.create_task(registry.leases.reclaim_now(holder))
+    seen: set[tuple[int, int, int]] = set()
+    for _ in range(100_000):  # bounded: until the reclaim is done
+        await asyncio.sleep(0)
+        if task.done():
+            break
+        seen.add(gc.get_threshold())
+    assert (await task).holds == 5000
+    assert seen == {(before[0], before[1], collector.NEVER)}
+    assert gc.get_threshold() == before  # back as it was
 
 
 async def test_on_expiry_reclaim_racing_a_set_hold() -> None:
