@@ -228,10 +228,6 @@ async def measure(
     """(case, probed zone, idle p99, p99 during) for every row of the chosen ``cases``
     (None: all), on this tree's code or on the code at ``pythonpath``."""
     rows: list[tuple[str, str, float, float]] = []
-
-    def chosen(case: str) -> bool:
-        return cases is None or case in cases
-
     received = ThreadingHTTPServer((HOST, 0), Handler)
     threading.Thread(target=received.serve_forever, daemon=True).start()
     hook = f"http://{HOST}:{received.server_address[1]}"
@@ -245,7 +241,6 @@ async def measure(
             await b.holder("doomed", "ok")
             await b.holder("quiet", None)
             await b.holder("many", None)
-            await b.holder("doomed", "ok")
             normal_probe = 120 * BLOCK_PAGES  # a Normal pfn (block 120) no case touches
             idle_other, idle_same = await b.during(_nothing, [DMA32_PFN, normal_probe])
 
