@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from pageholder.service.core.events import Event, EventBody, Revision
@@ -190,6 +190,8 @@ class EventLog:
         self._weight = 0
         #: the watchers by visibility class: a revision is filtered once per class
         self._classes: dict[ShownTo, set[Watcher]] = {}
+        #: per class, the last chunk made from a take (``shared_chunk``)
+        self._chunks: dict[ShownTo, tuple[list[Event], list[Event], int, bytes]] = {}
         self._bell: asyncio.Event | None = None
         self._ringing: asyncio.Handle | None = None
         self._last_ring = -math.inf
@@ -300,6 +302,24 @@ class EventLog:
             watchers.discard(watcher)
             if not watchers:
                 del self._classes[key]
+                self._chunks.pop(key, None)
+
+    def shared_chunk(
+        self, key: ShownTo, taken: list[list[Event]], make: Callable[[list[list[Event]]], bytes]
+    ) -> bytes:
+        """``make(taken)`` (not empty, from a watcher of class ``key``), made once per
+        class per ring: every watcher of a class that took the same revisions gets the
+        same bytes object. Their buffers hold the same list objects (a revision's parts
+        are filtered once per class), and a class's revisions are offered to all its
+        watchers in one order, so the same first and last list and the same length are
+        the same revisions. Cost: O(1) when shared, ``make`` otherwise."""
+        first, last, count = taken[0], taken[-1], len(taken)
+        entry = self._chunks.get(key)
+        if entry is not None and entry[0] is first and entry[1] is last and entry[2] == count:
+            return entry[3]
+        chunk = make(taken)
+        self._chunks[key] = (first, last, count, chunk)
+        return chunk
 
     @property
     def watchers(self) -> int:

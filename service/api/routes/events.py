@@ -170,6 +170,7 @@ async def stream(
         if chunk:
             yield frames(chunk)
     backlog, watcher = log.subscribe(after, viewer, categories, settings.events_buffer)
+    shown_to = watcher.shown_to
     try:
         if backlog:
             yield frames(backlog)
@@ -184,7 +185,8 @@ async def stream(
             taken = watcher.take()
             if taken:
                 after = taken[-1][0].rev
-                yield frames(taken)
+                # one chunk per class per ring: every admin sends the same bytes object
+                yield log.shared_chunk(shown_to, taken, frames)
     finally:
         watcher.close()
 
