@@ -1,10 +1,13 @@
-"""One chunk per visibility class per ring: subscribers of a class share its bytes."""
+"""Per class, not per subscriber: a revision is appended once to the class's tape, and
+what its subscribers take at one ring is framed once, as one bytes object."""
 
 from __future__ import annotations
 
+import pytest
+
 from pageholder.service.api.routes import events as routes
 from pageholder.service.core.events import Event, EventBody, EventType
-from pageholder.service.core.watchers import EventLog
+from pageholder.service.core.watchers import TRIM_AT, EventLog, Tape
 
 
 def test_a_hundred_admins_get_the_same_bytes_made_once() -> None:
@@ -42,4 +45,53 @@ def test_a_watcher_that_took_other_revisions_gets_its_own_chunk() -> None:
     assert both == first + log.shared_chunk(fast.shown_to, fast.take(), routes.frames)
     fast.close()
     slow.close()
-    assert log.watchers == 0 and not log._chunks  # the class's chunk goes with it
+    assert log.watchers == 0 and not log._classes  # the class (its chunk) goes with it
+
+
+def test_a_revision_is_appended_once_per_class_not_once_per_watcher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = EventLog(watcher_limit=1000)
+    admins = [log.subscribe(0)[1] for _ in range(100)]
+    surveys: list[int] = []
+    survey = EventLog._survey
+
+    def counted(self: EventLog, tape: Tape) -> None:
+        surveys.append(len(tape.watchers))
+        survey(self, tape)
+
+    monkeypatch.setattr(EventLog, "_survey", counted)
+    for _ in range(TRIM_AT - 1):
+        log.publish(log.next(0.0, [EventBody(EventType.BLOCK_ONLINE, block=1)]))
+    # no watcher was looked at: each revision was one append to the admins' tape
+    assert surveys == [] and all(w.waiting == TRIM_AT - 1 for w in admins)
+    (tape,) = log._classes.values()
+    assert len(tape.revisions) == TRIM_AT - 1 and tape.watchers == set(admins)
+    taken = [w.take() for w in admins]
+    assert all(t == taken[0] and len(t) == TRIM_AT - 1 for t in taken)
+    # every TRIM_AT revisions or so, what every watcher took is dropped
+    for _ in range(10 * TRIM_AT):
+        log.publish(log.next(0.0, [EventBody(EventType.BLOCK_ONLINE, block=1)]))
+        for w in admins:
+            w.take()
+    assert len(surveys) <= 11 and len(tape.revisions) <= TRIM_AT
+    assert log.peak_waiting == TRIM_AT - 1 and log.overflows == 0
+
+
+def test_a_slow_watcher_keeps_at_most_about_twice_its_limit_on_the_tape() -> None:
+    log = EventLog(watcher_limit=200)
+    _, slow = log.subscribe(0)
+    _, fast = log.subscribe(0)
+    kept = 0
+    for i in range(1000):
+        log.publish(log.next(0.0, [EventBody(EventType.BLOCK_ONLINE, block=1)]))
+        fast.take()
+        if i % 150 == 0:
+            slow.take()
+        (tape,) = log._classes.values()
+        kept = max(kept, len(tape.revisions))
+    assert not slow.overflowed and kept <= 2 * 200 and log.peak_waiting == 150
+    for _ in range(201):
+        log.publish(log.next(0.0, [EventBody(EventType.BLOCK_ONLINE, block=1)]))
+        fast.take()
+    assert slow.overflowed and not fast.overflowed and log.watchers == 1
