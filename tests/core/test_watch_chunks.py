@@ -4,9 +4,10 @@ what its subscribers take at one ring is framed once, as one bytes object."""
 from __future__ import annotations
 
 import pytest
+from sse_starlette import ServerSentEvent
 
 from pageholder.service.api.routes import events as routes
-from pageholder.service.core.events import Event, EventBody, EventType
+from pageholder.service.core.events import Event, EventBody, EventType, Revision, block_event
 from pageholder.service.core.watchers import TRIM_AT, EventLog, Tape
 
 
@@ -95,3 +96,17 @@ def test_a_slow_watcher_keeps_at_most_about_twice_its_limit_on_the_tape() -> Non
         log.publish(log.next(0.0, [EventBody(EventType.BLOCK_ONLINE, block=1)]))
         fast.take()
     assert slow.overflowed and not fast.overflowed and log.watchers == 1
+
+
+@pytest.mark.parametrize("with_id", [True, False])
+def test_a_frame_is_what_sse_starlette_encodes(with_id: bool) -> None:
+    bodies = [
+        EventBody(EventType.HOLD_CREATED, "nic0", [(1, 0), (512, 9)]),
+        EventBody(EventType.HOLD_OVERWRITTEN, "nïc\u2028", [(2, 0)], previous=("gpu",)),
+        block_event(EventType.BLOCK_OFFLINE_FAILED, 7, {"block": 7, "why": "a\nb\r\nc"}),
+    ]
+    for event in Revision(11, 1.5, bodies).parts():
+        expected = ServerSentEvent(
+            event.data, event=event.type.value, id="11" if with_id else None, sep="\n"
+        ).encode()
+        assert routes.frame(event, with_id) == expected

@@ -84,15 +84,21 @@ STREAM_DOC: dict[int | str, dict[str, Any]] = {
 
 
 def frame(event: Event, with_id: bool) -> bytes:
-    """The SSE frame of one part, made once per form and shared by every subscriber."""
+    """The SSE frame of one part, made once per form and shared by every subscriber:
+    sse-starlette's ``ServerSentEvent(...).encode()`` (``id``, ``event``, ``data``, in
+    that order), written out directly when the data has no line break (JSON without
+    indent never has one) instead of split and rejoined line by line."""
     encoded = event.encoded.get(with_id)
     if encoded is None:
-        encoded = ServerSentEvent(
-            event.data,
-            event=event.type.value,
-            id=str(event.rev) if with_id else None,
-            sep=SEP,
-        ).encode()
+        data, kind = event.data, event.type.value
+        if "\n" in data or "\r" in data:
+            encoded = ServerSentEvent(
+                data, event=kind, id=str(event.rev) if with_id else None, sep=SEP
+            ).encode()
+        elif with_id:
+            encoded = f"id: {event.rev}\nevent: {kind}\ndata: {data}\n\n".encode()
+        else:
+            encoded = f"event: {kind}\ndata: {data}\n\n".encode()
         event.encoded[with_id] = encoded
     return encoded
 
