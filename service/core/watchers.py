@@ -221,7 +221,8 @@ class EventLog:
         self.keep = keep
         self.keep_weight = keep_weight
         self.watcher_limit = watcher_limit
-        self.peak_waiting = 0  # the most parts one watcher ever had waiting
+        #: the most parts one watcher had waiting, as seen when it took them or was surveyed
+        self.peak_waiting = 0
         self.overflows = 0  # watchers dropped for falling behind
         #: a ring wakes the watchers at most this often (seconds)
         self.flush_interval = flush_interval
