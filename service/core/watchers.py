@@ -5,18 +5,22 @@ so revisions follow the journal's order), and once the change is committed
 (``publish``: from the commit's future, or at once without a journal) keeps it among
 the recent revisions and offers it to every ``Watcher``.
 
-What a revision costs per watcher is kept tiny, since every subscriber pays it for
+What a revision costs per watcher is nothing, since every subscriber would pay it for
 every revision: the revision is filtered once per visibility class (who looks, at
-which categories: the admins' class is shown the revision's own list of parts), and a
-watcher only appends that shared list to its buffer. Watchers are not woken one by
-one: they all wait on one *bell*, rung at most every ``flush_interval`` seconds once
-something was published, so a busy registry wakes each subscriber once per interval
-for everything that piled up, however many revisions that was.
+which categories: the admins' class is shown the revision's own list of parts) and
+appended once to that class's *tape*; a watcher is a position on its class's tape.
+Watchers are not woken one by one: they all wait on one *bell*, rung at most every
+``flush_interval`` seconds once something was published, so a busy registry wakes
+each subscriber once per interval for everything that piled up, however many
+revisions that was; what a class's watchers took at one ring is framed once for all
+of them (``shared_chunk``).
 
 Nothing here awaits on the publishing side: a watcher is a bounded buffer. One that
-falls more than ``limit`` parts behind is marked *overflowed*, dropped from the log and
-its buffer freed; its stream then says ``overflow`` and ends, and the client resumes
-from the last revision it got. So a slow reader costs the registry at most ``limit``
+falls more than ``limit`` parts behind is marked *overflowed* and dropped from the log
+(found by one comparison per revision per class: no watcher of the class has taken
+fewer than ``low`` parts); its stream then says ``overflow`` and ends, and the client
+resumes from the last revision it got. A tape drops what all its watchers took every
+so often, so a slow reader costs the registry at most about twice ``limit``
 references, and never a wait.
 
 Recent revisions are kept (``keep`` revisions, and at most ``keep_weight`` parts plus
@@ -30,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from pageholder.service.core.events import Event, EventBody, Revision
@@ -62,8 +66,41 @@ def visible(
     ]
 
 
+class Tape:
+    """The revisions of one visibility class as it is shown them, shared by its watchers.
+
+    A revision is appended once per class, not once per watcher: a watcher is a
+    position on its class's tape. Whether some watcher fell more than its limit behind
+    is one comparison per revision (``low``: no watcher has taken fewer parts than
+    that, ``low_limit``: the smallest limit); only when it says maybe are the watchers
+    looked at (``EventLog._survey``), which also drops what every watcher took."""
+
+    __slots__ = ("watchers", "revisions", "base", "parts", "low", "low_limit", "trim_at", "chunk")
+
+    def __init__(self) -> None:
+        self.watchers: set[Watcher] = set()
+        self.revisions: list[list[Event]] = []
+        self.base = 0  # the tape's index of revisions[0] (what came before is dropped)
+        self.parts = 0  # parts ever appended
+        self.low = 0  # every watcher has taken at least this many parts
+        self.low_limit = math.inf  # the smallest limit of its watchers
+        self.trim_at = TRIM_AT  # survey (and drop what all took) at this many revisions
+        #: the last chunk made from a take: (first, last, count, bytes); ``shared_chunk``
+        self.chunk: tuple[list[Event], list[Event], int, bytes] | None = None
+
+    @property
+    def end(self) -> int:
+        """The tape's index after its last revision."""
+        return self.base + len(self.revisions)
+
+
+#: Revisions a tape keeps at least before it drops what every watcher took.
+TRIM_AT: Final = 64
+
+
 class Watcher:
-    """One subscriber's buffer: the visible parts of each revision, in revision order."""
+    """One subscriber: its position on its class's tape (the visible parts of each
+    revision, in revision order, that it has not taken yet)."""
 
     __slots__ = (
         "viewer",
@@ -72,14 +109,16 @@ class Watcher:
         "overflowed",
         "closed",
         "_log",
-        "_buffer",
-        "_waiting",
+        "_tape",
+        "_next",
+        "_taken_parts",
         "_heard",
     )
 
     def __init__(
         self,
         log: EventLog,
+        tape: Tape,
         viewer: str | None,
         categories: frozenset[str] | None,
         limit: int,
@@ -90,8 +129,9 @@ class Watcher:
         self.overflowed = False
         self.closed = False
         self._log = log
-        self._buffer: list[list[Event]] = []
-        self._waiting = 0
+        self._tape = tape
+        self._next = tape.end  # the tape's index of the first revision not taken
+        self._taken_parts = tape.parts  # the tape's parts when this one last took
         self._heard = log.rings  # the last ring this watcher's buffer was taken after
 
     @property
@@ -102,33 +142,33 @@ class Watcher:
         """The parts of ``revision`` this watcher is shown. Cost: O(parts)."""
         return visible(revision, self.viewer, self.categories)
 
-    def offer(self, parts: list[Event]) -> None:
-        """Buffer ``parts`` (of one revision, as this watcher's class is shown it; not
-        empty); overflow past ``limit``. Never waits. Cost: O(1)."""
-        if self.overflowed or self.closed:
-            return
-        self._buffer.append(parts)
-        self._waiting += len(parts)
-        log = self._log
-        if self._waiting > log.peak_waiting:
-            log.peak_waiting = self._waiting
-        if self._waiting > self.limit:
-            self.overflowed = True
-            self._buffer = []
-            self._waiting = 0
-            log.overflows += 1
-            log.unsubscribe(self)
-
     @property
     def waiting(self) -> int:
         """Parts buffered and not yet taken."""
-        return self._waiting
+        if self.overflowed or self.closed:
+            return 0
+        return self._tape.parts - self._taken_parts
+
+    def _pending(self) -> bool:
+        return not (self.overflowed or self.closed) and self._tape.end > self._next
 
     def take(self) -> list[list[Event]]:
         """Everything buffered, revision by revision; the buffer is empty after."""
-        taken, self._buffer, self._waiting = self._buffer, [], 0
         self._heard = self._log.rings
+        if self.overflowed or self.closed:
+            return []
+        tape = self._tape
+        waiting = tape.parts - self._taken_parts
+        if waiting > self._log.peak_waiting:
+            self._log.peak_waiting = waiting
+        taken = tape.revisions[self._next - tape.base :]
+        self._next, self._taken_parts = tape.end, tape.parts
         return taken
+
+    def _overflow(self) -> None:
+        self.overflowed = True
+        self._log.overflows += 1
+        self._log.unsubscribe(self)
 
     async def wait(self, timeout: float | None = None) -> None:
         """Until the log's next ring finds something buffered (or at once if one rang
@@ -147,21 +187,21 @@ class Watcher:
     async def _until_rung(self) -> None:
         log = self._log
         while not (self.overflowed or self.closed):
-            if self._buffer and log.rings != self._heard:
+            pending = self._pending()
+            if pending and log.rings != self._heard:
                 return
             bell = log.bell()
-            if self._buffer:  # offered while no one listened: ring for it
+            if pending:  # offered while no one listened: ring for it
                 log.ring_soon()
             await bell.wait()
-            if not self._buffer:  # nothing for this one in that ring
+            if not self._pending():  # nothing for this one in that ring
                 self._heard = log.rings
 
     def close(self) -> None:
-        """Drop the buffer and leave the log (by the stream that owns the watcher)."""
+        """Leave the log (by the stream that owns the watcher)."""
+        if not (self.closed or self.overflowed):
+            self._log.unsubscribe(self)
         self.closed = True
-        self._buffer = []
-        self._waiting = 0
-        self._log.unsubscribe(self)
 
 
 class EventLog:
@@ -181,7 +221,8 @@ class EventLog:
         self.keep = keep
         self.keep_weight = keep_weight
         self.watcher_limit = watcher_limit
-        self.peak_waiting = 0  # the most parts one watcher ever had waiting
+        #: the most parts one watcher had waiting, as seen when it took them or was surveyed
+        self.peak_waiting = 0
         self.overflows = 0  # watchers dropped for falling behind
         #: a ring wakes the watchers at most this often (seconds)
         self.flush_interval = flush_interval
@@ -189,7 +230,7 @@ class EventLog:
         self._recent: deque[Revision] = deque()
         self._weight = 0
         #: the watchers by visibility class: a revision is filtered once per class
-        self._classes: dict[ShownTo, set[Watcher]] = {}
+        self._classes: dict[ShownTo, Tape] = {}
         self._bell: asyncio.Event | None = None
         self._ringing: asyncio.Handle | None = None
         self._last_ring = -math.inf
@@ -228,13 +269,35 @@ class EventLog:
             gone = recent.popleft()
             self._weight -= gone.weight
             self.evicted_through = gone.rev
-        for (viewer, categories), watchers in list(self._classes.items()):
+        for (viewer, categories), tape in list(self._classes.items()):  # a survey may end one
             parts = visible(revision, viewer, categories)
             if parts:
-                for watcher in list(watchers):  # an overflow leaves the set
-                    watcher.offer(parts)
+                tape.revisions.append(parts)
+                tape.parts += len(parts)
+                if tape.parts - tape.low > tape.low_limit or len(tape.revisions) >= tape.trim_at:
+                    self._survey(tape)
         if self._bell is not None:
             self.ring_soon()
+
+    def _survey(self, tape: Tape) -> None:
+        """Overflow the watchers of ``tape`` past their limit, note the peak, drop the
+        revisions every watcher took, and reset the tape's bounds. Cost: O(watchers of
+        the class), once per ``trim_at`` revisions or when one may have overflowed."""
+        for watcher in list(tape.watchers):
+            waiting = tape.parts - watcher._taken_parts
+            if waiting > self.peak_waiting:
+                self.peak_waiting = waiting
+            if waiting > watcher.limit:
+                watcher._overflow()
+        watchers = tape.watchers
+        if not watchers:
+            return
+        first = min(w._next for w in watchers)
+        del tape.revisions[: first - tape.base]
+        tape.base = first
+        tape.low = min(w._taken_parts for w in watchers)
+        tape.low_limit = min(w.limit for w in watchers)
+        tape.trim_at = len(tape.revisions) + max(TRIM_AT, len(tape.revisions))
 
     # -- waking the watchers ---------------------------------------------------------------
 
@@ -281,7 +344,13 @@ class EventLog:
         every later one: together, each revision after ``after`` exactly once. Needs
         ``covers(after)``. Cost: O(revisions after ``after``)."""
         assert self.covers(after), (after, self.evicted_through)
-        watcher = Watcher(self, viewer, categories, self.watcher_limit if limit is None else limit)
+        key = (viewer, categories)
+        tape = self._classes.get(key)
+        if tape is None:
+            tape = self._classes[key] = Tape()
+        watcher = Watcher(
+            self, tape, viewer, categories, self.watcher_limit if limit is None else limit
+        )
         backlog: list[list[Event]] = []
         for revision in reversed(self._recent):
             if revision.rev <= after:
@@ -290,21 +359,42 @@ class EventLog:
             if parts:
                 backlog.append(parts)
         backlog.reverse()
-        self._classes.setdefault(watcher.shown_to, set()).add(watcher)
+        tape.watchers.add(watcher)
+        tape.low_limit = min(tape.low_limit, watcher.limit)
         return backlog, watcher
 
     def unsubscribe(self, watcher: Watcher) -> None:
         key = watcher.shown_to
-        watchers = self._classes.get(key)
-        if watchers is not None:
-            watchers.discard(watcher)
-            if not watchers:
+        tape = self._classes.get(key)
+        if tape is not None and watcher in tape.watchers:
+            tape.watchers.discard(watcher)
+            if not tape.watchers:
                 del self._classes[key]
+
+    def shared_chunk(
+        self, key: ShownTo, taken: list[list[Event]], make: Callable[[list[list[Event]]], bytes]
+    ) -> bytes:
+        """``make(taken)`` (not empty, from a watcher of class ``key``), made once per
+        class per ring: every watcher of a class that took the same revisions gets the
+        same bytes object. Their buffers hold the same list objects (a revision's parts
+        are filtered once per class), and a class's revisions are offered to all its
+        watchers in one order, so the same first and last list and the same length are
+        the same revisions. Cost: O(1) when shared, ``make`` otherwise."""
+        first, last, count = taken[0], taken[-1], len(taken)
+        tape = self._classes.get(key)
+        if tape is None:
+            return make(taken)
+        entry = tape.chunk
+        if entry is not None and entry[0] is first and entry[1] is last and entry[2] == count:
+            return entry[3]
+        chunk = make(taken)
+        tape.chunk = (first, last, count, chunk)
+        return chunk
 
     @property
     def watchers(self) -> int:
-        return sum(len(watchers) for watchers in self._classes.values())
+        return sum(len(tape.watchers) for tape in self._classes.values())
 
     def waiting(self) -> int:
         """Parts buffered over all watchers (what slow readers cost now)."""
-        return sum(w.waiting for watchers in self._classes.values() for w in watchers)
+        return sum(w.waiting for tape in self._classes.values() for w in tape.watchers)

@@ -84,15 +84,21 @@ STREAM_DOC: dict[int | str, dict[str, Any]] = {
 
 
 def frame(event: Event, with_id: bool) -> bytes:
-    """The SSE frame of one part, made once per form and shared by every subscriber."""
+    """The SSE frame of one part, made once per form and shared by every subscriber:
+    sse-starlette's ``ServerSentEvent(...).encode()`` (``id``, ``event``, ``data``, in
+    that order), written out directly when the data has no line break (JSON without
+    indent never has one) instead of split and rejoined line by line."""
     encoded = event.encoded.get(with_id)
     if encoded is None:
-        encoded = ServerSentEvent(
-            event.data,
-            event=event.type.value,
-            id=str(event.rev) if with_id else None,
-            sep=SEP,
-        ).encode()
+        data, kind = event.data, event.type.value
+        if "\n" in data or "\r" in data:
+            encoded = ServerSentEvent(
+                data, event=kind, id=str(event.rev) if with_id else None, sep=SEP
+            ).encode()
+        elif with_id:
+            encoded = f"id: {event.rev}\nevent: {kind}\ndata: {data}\n\n".encode()
+        else:
+            encoded = f"event: {kind}\ndata: {data}\n\n".encode()
         event.encoded[with_id] = encoded
     return encoded
 
@@ -170,6 +176,7 @@ async def stream(
         if chunk:
             yield frames(chunk)
     backlog, watcher = log.subscribe(after, viewer, categories, settings.events_buffer)
+    shown_to = watcher.shown_to
     try:
         if backlog:
             yield frames(backlog)
@@ -184,7 +191,8 @@ async def stream(
             taken = watcher.take()
             if taken:
                 after = taken[-1][0].rev
-                yield frames(taken)
+                # one chunk per class per ring: every admin sends the same bytes object
+                yield log.shared_chunk(shown_to, taken, frames)
     finally:
         watcher.close()
 
