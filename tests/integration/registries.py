@@ -5,14 +5,13 @@ follows ``not_leader`` as the SDK does."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
 
-from .servers import HOST, Server, free_port, pageholder_command, server_env
+from .servers import Server, start_server
 
 TOKEN = "failover-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -24,40 +23,14 @@ def start_registry(
 ) -> Server:
     """A registry on ``store``, once its /healthz answers (leader or standby); ``env``:
     settings given to it (PAGEHOLDER_...)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    url = f"http://{HOST}:{port}"
-    command = [
-        *pageholder_command(),
-        "serve",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--data-dir",
-        ":memory:",
-        "--store",
-        store,
-        "--advertise-url",
-        url,
-        *args,
-    ]
-    out, err = workdir / f"serve-{port}.out", workdir / f"serve-{port}.err"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        process = subprocess.Popen(
-            command,
-            stdout=stdout,
-            stderr=stderr,
-            stdin=subprocess.DEVNULL,
-            env=server_env(TOKEN, env),
-        )
-    server = Server(process, command, port, out, err)
-    try:
-        server.wait_healthy()
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return start_server(
+        workdir,
+        admin_token=TOKEN,
+        args=["--store", store, *args],
+        env=env,
+        advertise=True,
+        ready_path="/healthz",
+    )
 
 
 @contextlib.contextmanager

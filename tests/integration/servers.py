@@ -127,8 +127,12 @@ def start_server(
     args: Sequence[str] = (),
     pageholder: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
+    advertise: bool = False,
+    ready_path: str = "/readyz",
 ) -> Server:
-    """Start ``pageholder serve`` on a free port and wait until it is ready (/readyz).
+    """Start ``pageholder serve`` on a free port and wait until ``ready_path`` answers
+    (/readyz: ready; /healthz: up, e.g. a standby). ``advertise``: ``--advertise-url``
+    its own URL (a registry on PostgreSQL).
 
     Output goes to ``workdir/serve-<port>.{out,err}``. ``admin_token=None`` starts it
     without ``PAGEHOLDER_ADMIN_TOKEN`` (it then makes one up, or reads ``data_dir``'s).
@@ -148,6 +152,7 @@ def start_server(
             str(port),
             "--data-dir",
             data_dir,
+            *(["--advertise-url", f"http://{HOST}:{port}"] if advertise else []),
             *args,
         ]
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
@@ -160,7 +165,7 @@ def start_server(
             )
         server = Server(process, command, port, stdout_path, stderr_path)
         try:
-            server.wait_healthy(path="/readyz")
+            server.wait_healthy(path=ready_path)
             return server
         except ServerExited:
             if "address already in use" not in server.stderr() or attempt + 1 == START_ATTEMPTS:
