@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pageholder.service.core.errors import StorageUnavailable
+from pageholder.service.core.errors import PageHolderError, StorageUnavailable
 from pageholder.service.core.events import Revision
 from pageholder.service.core.journal import (
     BlockOp,
@@ -62,6 +62,30 @@ class FakeJournal:
 
     def resume(self) -> None:
         self.queue.append(_RESUME)
+
+    async def drain(
+        self,
+        tasks: Sequence[asyncio.Task[object]],
+        tail: list[bool],
+        each: Callable[[], None] | None = None,
+        turns: int = 10_000,
+    ) -> None:
+        """Commit what is left, failing as ``tail`` says (popped from its end), then not,
+        until every task answered; ``each()`` runs at every turn of the loop. The tasks
+        may only have failed with a ``PageHolderError``."""
+        for _ in range(turns):
+            await asyncio.sleep(0)
+            if each is not None:
+                each()
+            if self.commit_next(tail.pop() if tail else False):
+                continue
+            if all(t.done() for t in tasks) and not self.queue:
+                break
+        else:
+            raise AssertionError("the scenario did not settle")
+        for task in tasks:
+            error = task.exception()
+            assert error is None or isinstance(error, PageHolderError), repr(error)
 
     def commit_next(self, fail: bool) -> bool:
         """Commit (or fail) the oldest submission; False if nothing was waiting."""

@@ -210,18 +210,7 @@ async def scenario(steps: list[tuple[object, ...]], tail: list[bool]) -> None:
                 tasks.append(start(registry, clock, step))
             except PageHolderError:
                 pass
-    for _ in range(20_000):
-        await asyncio.sleep(0)
-        check_index(registry)
-        if journal.commit_next(tail.pop() if tail else False):
-            continue
-        if all(t.done() for t in tasks) and not journal.queue:
-            break
-    else:
-        raise AssertionError("the scenario did not settle")
-    for task in tasks:
-        error = task.exception()
-        assert error is None or isinstance(error, PageHolderError), repr(error)
+    await journal.drain(tasks, tail, each=lambda: check_index(registry), turns=20_000)
     check_index(registry)
     check_journal(registry, journal)
 
