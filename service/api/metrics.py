@@ -64,6 +64,38 @@ class _LeasesCollector(Collector):
         yield from families.values()
 
 
+class _EventsCollector(Collector):
+    """The event streams, read from the core's event log at scrape time."""
+
+    def __init__(self, registry: Callable[[], Registry | None]) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        subscribers = GaugeMetricFamily("pageholder_event_subscribers", "open event streams")
+        overflows = CounterMetricFamily(
+            "pageholder_event_overflows", "event streams closed for falling too far behind"
+        )
+        rings = CounterMetricFamily(
+            "pageholder_event_flushes", "times the streams were sent what piled up"
+        )
+        fanout = CounterMetricFamily(
+            "pageholder_event_fanout_cpu_seconds",
+            "CPU time the streams' writes took (kernel time included; framing not)",
+        )
+        framing = CounterMetricFamily(
+            "pageholder_event_framing_cpu_seconds", "CPU time spent framing events for streams"
+        )
+        registry = self._registry()
+        if registry is not None:
+            log = registry.events
+            fanout.add_metric([], log.fanout_cpu)
+            framing.add_metric([], log.framing_cpu)
+            subscribers.add_metric([], log.watchers)
+            overflows.add_metric([], log.overflows)
+            rings.add_metric([], log.rings)
+        yield from (subscribers, overflows, rings, fanout, framing)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -112,6 +144,7 @@ class Metrics:
         self._pageholder: Registry | None = None
         self.registry.register(_HoldsCollector(lambda: self._pageholder))
         self.registry.register(_LeasesCollector(lambda: self._pageholder))
+        self.registry.register(_EventsCollector(lambda: self._pageholder))
 
     def watch(self, registry: Registry) -> None:
         self._pageholder = registry

@@ -7,12 +7,14 @@ heap, then cancelled; anyio's ``move_on_after`` costs more still) cost more than
 write it guarded, on every send of every event stream. So ``send_within`` steps the
 send's coroutine once by hand: if that finishes it, no timer was ever made; if it
 suspends, the rest of it is awaited under the deadline, as a plain ``await`` would.
+``start_send`` is that first step alone, for a send made outside any task (an event
+stream's ring writes to every sleeping subscriber itself).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any
 
 from starlette.types import Message, Send
@@ -46,18 +48,25 @@ class _Rest:
                 return
 
 
+def start_send(send: Send, message: Message) -> Awaitable[None] | None:
+    """Start ``send(message)`` and run it as far as it goes without waiting: None when
+    that finished it, else the rest of it, for a task to await. Raises what the send
+    raises before it first waits. Cost: one step of the coroutine."""
+    sending = send(message)
+    if not isinstance(sending, Coroutine):  # not an async function's: no stepping
+        return sending
+    try:
+        pending = sending.send(None)
+    except StopIteration:
+        return None  # sent without waiting
+    return _Rest(sending, pending)
+
+
 async def send_within(send: Send, message: Message, timeout: float) -> None:
     """``await send(message)``, raising ``TimeoutError`` if it takes over ``timeout``
     seconds; a send that does not suspend is done without a timer. Cost: one step of
     the coroutine, and a timer only when it waits."""
-    sending = send(message)
-    if not isinstance(sending, Coroutine):  # not an async function's: no stepping
+    rest = start_send(send, message)
+    if rest is not None:
         async with asyncio.timeout(timeout):
-            await sending
-        return
-    try:
-        pending = sending.send(None)
-    except StopIteration:
-        return  # sent without waiting
-    async with asyncio.timeout(timeout):
-        await _Rest(sending, pending)
+            await rest

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, NamedTuple
@@ -205,15 +205,32 @@ class Event:
 
     @property
     def data(self) -> str:
-        """The JSON of ``as_dict()``, made once and shared by every subscriber (an encoded
-        report spliced in, as the last key)."""
+        """The JSON of ``as_dict()`` (compact, keys in its order), made once and shared
+        by every subscriber. Written out directly rather than built as a dict for
+        ``json.dumps``: every event is framed once when anyone watches, and the dict
+        was most of that cost. Strings go through json's own (C) string encoder, a
+        dict report through ``json.dumps``, an encoded one is spliced in; the result is
+        ``json.dumps(self.as_dict(), separators=(",", ":"))`` byte for byte (a property
+        test holds them equal)."""
         if self._data is None:
-            report = self.body.report
-            if isinstance(report, Encoded):
-                text = json.dumps(self._fields(), separators=(",", ":"))
-                self._data = text[:-1] + ',"report":' + report.text + "}"
+            body = self.body
+            holder = "null" if body.holder is None else _string(body.holder)
+            holds = ",".join([f'{{"pfn":{pfn},"order":{order}}}' for pfn, order in self.holds])
+            block = "null" if body.block is None else int.__repr__(body.block)
+            previous = ",".join([_string(name) for name in body.previous])
+            report = body.report
+            if report is None:
+                encoded = "null"
+            elif isinstance(report, Encoded):
+                encoded = report.text
             else:
-                self._data = json.dumps(self.as_dict(), separators=(",", ":"))
+                encoded = _dumps(report)
+            self._data = (
+                f'{{"rev":{self.rev},"type":{_string(body.type.value)},'
+                f'"time":"{_iso(self.time)}","part":{self.part},"parts":{self.parts},'
+                f'"holder":{holder},"holds":[{holds}],"block":{block},'
+                f'"previous":[{previous}],"report":{encoded}}}'
+            )
         return self._data
 
     def _fields(self) -> dict[str, Any]:
@@ -222,7 +239,7 @@ class Event:
         return {
             "rev": self.rev,
             "type": body.type.value,
-            "time": datetime.fromtimestamp(self.time, UTC).isoformat(),
+            "time": _iso(self.time),
             "part": self.part,
             "parts": self.parts,
             "holder": body.holder,
@@ -234,6 +251,14 @@ class Event:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+#: A string as ``json.dumps`` writes it (ASCII, quoted): json's own encoder.
+_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def _iso(time: float) -> str:
+    return datetime.fromtimestamp(time, UTC).isoformat()
 
 
 def _body_json(body: EventBody) -> str:
@@ -254,13 +279,14 @@ def _body_json(body: EventBody) -> str:
 class Revision:
     """One committed change: its number, when, and what it did."""
 
-    __slots__ = ("rev", "time", "bodies", "_parts")
+    __slots__ = ("rev", "time", "bodies", "_parts", "_json")
 
     def __init__(self, rev: int, time: float, bodies: Sequence[EventBody]) -> None:
         self.rev = rev
         self.time = time
         self.bodies = bodies
         self._parts: list[Event] | None = None
+        self._json: str | None = None
 
     @property
     def weight(self) -> int:
@@ -296,8 +322,11 @@ class Revision:
         runs, and a 65,536-hold body is 15-60 ms of ``json.dumps``: the event loop would
         stand still meanwhile. So the holds are encoded ``MAX_EVENT_HOLDS`` at a time,
         with Python steps in between where the loop's thread can take the GIL back.
+        Made once (the store's writer makes it, then memory keeps it: ``core.watchers``).
         Cost: O(holds), in chunks."""
-        return "[" + ",".join(_body_json(b) for b in self.bodies) + "]"
+        if self._json is None:
+            self._json = "[" + ",".join(_body_json(b) for b in self.bodies) + "]"
+        return self._json
 
     @classmethod
     def from_json(cls, rev: int, time: float, text: str) -> Revision:

@@ -9,11 +9,19 @@ What a revision costs per watcher is nothing, since every subscriber would pay i
 every revision: the revision is filtered once per visibility class (who looks, at
 which categories: the admins' class is shown the revision's own list of parts) and
 appended once to that class's *tape*; a watcher is a position on its class's tape.
-Watchers are not woken one by one: they all wait on one *bell*, rung at most every
-``flush_interval`` seconds once something was published, so a busy registry wakes
-each subscriber once per interval for everything that piled up, however many
-revisions that was; what a class's watchers took at one ring is framed once for all
-of them (``shared_chunk``).
+Watchers are not woken one by one: one *ring*, at most every ``flush_interval``
+seconds once something was published, serves every watcher for everything that piled
+up meanwhile, however many revisions that was; what a class's watchers took at one ring
+is framed once for all of them (``shared_chunk``). A watcher with a ``deliver`` hook
+(the stream's own write, which does not wait while its reader keeps up) is served by
+the ring itself, while its task sleeps: its task wakes only when a write would have to
+wait (``busy``), or the watcher overflowed or closed. So a ring costs each subscriber a
+call and a write, not a wake-up of its task and the climb through its stream's
+frames. A watcher without one waits on the *bell*, which the ring sets.
+
+What is left of a ring is its writes, a system call each: their CPU time (kernel time
+included, framing not) is counted in ``fanout_cpu``. At high rates it is mostly per
+byte (every subscriber is sent every event), which no spacing of the rings saves.
 
 Nothing here awaits on the publishing side: a watcher is a bounded buffer. One that
 falls more than ``limit`` parts behind is marked *overflowed* and dropped from the log
@@ -33,9 +41,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Final, TypeAlias
 
 from pageholder.service.core.events import Event, EventBody, Revision
 
@@ -43,6 +52,34 @@ from pageholder.service.core.events import Event, EventBody, Revision
 DEFAULT_KEEP: Final = 100_000
 #: Parts one watcher may have waiting before it overflows.
 DEFAULT_WATCHER_LIMIT: Final = 4096
+
+
+#: A revision as memory keeps it: ``(rev, time, bodies, weight)``, the bodies as the
+#: store keeps them (``Revision.to_json``).
+Kept: TypeAlias = tuple[int, float, str, int]
+
+
+def keep(revision: Revision) -> Kept:
+    """``revision`` as memory keeps it: a tuple of a string and numbers, which the
+    collector untracks the first time it looks (a ``Revision``, its ``EventBody``
+    items and their ``EventType`` members it never does, and nested tuples only one
+    level per pass). The text is the one the store wrote, made once. Cost: O(1) after
+    the store, O(holds) without one."""
+    return (revision.rev, revision.time, revision.to_json(), revision.weight)
+
+
+def thaw(kept: Kept) -> Revision:
+    """The revision ``keep`` made ``kept`` of. Cost: O(holds)."""
+    rev, time, text, _ = kept
+    return Revision.from_json(rev, time, text)
+
+
+#: Writes a ring's chunk (the framed revisions, the last one's number) to a watcher's
+#: reader: True once written, False when the write has to wait (or failed): the
+#: watcher's task then finishes it. Must not raise.
+Deliver: TypeAlias = Callable[[bytes, int], bool]
+#: Frames revisions (each the list of its parts) as one chunk for a reader.
+Frame: TypeAlias = Callable[[list[list[Event]]], bytes]
 
 
 #: A visibility class: who looks (None: the admin) and at which categories (None: all).
@@ -54,9 +91,16 @@ def visible(
     revision: Revision, viewer: str | None, categories: frozenset[str] | None
 ) -> list[Event]:
     """The parts of ``revision`` that ``viewer`` (None: the admin) is shown, of
-    ``categories`` (None: all). The admin's view of every category is the revision's own
-    list of parts, shared (do not change it). Cost: O(parts)."""
-    parts = revision.parts()
+    ``categories`` (None: all): new ``Event`` objects (see ``shown``). Cost: O(parts)."""
+    return shown(revision.parts(), viewer, categories)
+
+
+def shown(
+    parts: list[Event], viewer: str | None, categories: frozenset[str] | None
+) -> list[Event]:
+    """Of a revision's ``parts``, those ``viewer`` (None: the admin) is shown, of
+    ``categories`` (None: all). The admin's view of every category is ``parts`` itself,
+    shared (do not change it). Cost: O(parts)."""
     if viewer is None and categories is None:
         return parts
     return [
@@ -93,9 +137,33 @@ class Tape:
         """The tape's index after its last revision."""
         return self.base + len(self.revisions)
 
+    def cached(self, taken: list[list[Event]]) -> bytes | None:
+        """The chunk last made from ``taken`` (not empty), if it was the same revisions.
+        Watchers of a class hold the same list objects (a revision's parts are filtered
+        once per class) in one order, so the same first and last list and the same
+        length are the same revisions."""
+        entry = self.chunk
+        if (
+            entry is not None
+            and entry[0] is taken[0]
+            and entry[1] is taken[-1]
+            and entry[2] == len(taken)
+        ):
+            return entry[3]
+        return None
+
+    def keep(self, taken: list[list[Event]], chunk: bytes) -> bytes:
+        """Remember ``chunk`` as made from ``taken``, for ``cached``; returns it."""
+        self.chunk = (taken[0], taken[-1], len(taken), chunk)
+        return chunk
+
 
 #: Revisions a tape keeps at least before it drops what every watcher took.
 TRIM_AT: Final = 64
+
+
+def _unframed(taken: list[list[Event]]) -> bytes:
+    raise AssertionError("a watcher is framed for only once attached")
 
 
 class Watcher:
@@ -113,6 +181,10 @@ class Watcher:
         "_next",
         "_taken_parts",
         "_heard",
+        "deliver",
+        "frame",
+        "busy",
+        "_alarm",
     )
 
     def __init__(
@@ -133,6 +205,20 @@ class Watcher:
         self._next = tape.end  # the tape's index of the first revision not taken
         self._taken_parts = tape.parts  # the tape's parts when this one last took
         self._heard = log.rings  # the last ring this watcher's buffer was taken after
+        #: the ring's write to this watcher's reader, while its task sleeps in ``wait``,
+        #: of what ``frame`` made (``attach``)
+        self.deliver: Deliver | None = None
+        self.frame: Frame = _unframed
+        #: a write by the ring had to wait: the watcher's task finishes it
+        self.busy = False
+        #: what the task sleeps on while the ring delivers (``deliver`` mode)
+        self._alarm: asyncio.Future[None] | None = None
+
+    def attach(self, deliver: Deliver, frame: Frame) -> None:
+        """From now on the rings write to this watcher's reader while it sleeps in
+        ``wait``: ``frame`` makes the chunk of what it took (shared by its class, so the
+        same function for all of it), ``deliver`` writes it."""
+        self.deliver, self.frame = deliver, frame
 
     @property
     def shown_to(self) -> ShownTo:
@@ -169,20 +255,49 @@ class Watcher:
         self.overflowed = True
         self._log.overflows += 1
         self._log.unsubscribe(self)
+        self._wake()
+
+    def _wake(self) -> None:
+        alarm = self._alarm
+        if alarm is not None and not alarm.done():
+            alarm.set_result(None)
 
     async def wait(self, timeout: float | None = None) -> None:
-        """Until the log's next ring finds something buffered (or at once if one rang
-        since the last ``take``), the watcher overflowed or closed, or ``timeout``.
-        Woken with every other watcher by one ring, never more often than the log's
-        ``flush_interval``: what piles up meanwhile is taken as one."""
+        """Without ``deliver``: until the log's next ring finds something buffered (or
+        at once if one rang since the last ``take``), the watcher overflowed or closed,
+        or ``timeout``. Woken with every other watcher by one ring, never more often
+        than the log's ``flush_interval``: what piles up meanwhile is taken as one.
+
+        With ``deliver``: the rings deliver what is buffered while this sleeps; it
+        returns when a delivery has to wait (``busy``: the caller finishes it and clears
+        ``busy``), the watcher overflowed or closed, or ``timeout``. Nothing is
+        delivered while the caller is awake, so its own writes and the ring's never
+        overlap."""
         if timeout is None:
-            await self._until_rung()
+            await self._sleep()
             return
         try:
             async with asyncio.timeout(timeout):
-                await self._until_rung()
+                await self._sleep()
         except TimeoutError:
             pass
+
+    async def _sleep(self) -> None:
+        if self.deliver is None:
+            await self._until_rung()
+            return
+        if self.overflowed or self.closed or self.busy:
+            return
+        log = self._log
+        alarm = self._alarm = asyncio.get_running_loop().create_future()
+        log.armed += 1
+        if self._pending():  # buffered while the task was awake: the next ring sends it
+            log.ring_soon()
+        try:
+            await alarm
+        finally:
+            self._alarm = None
+            log.armed -= 1
 
     async def _until_rung(self) -> None:
         log = self._log
@@ -202,6 +317,7 @@ class Watcher:
         if not (self.closed or self.overflowed):
             self._log.unsubscribe(self)
         self.closed = True
+        self._wake()
 
 
 class EventLog:
@@ -226,8 +342,15 @@ class EventLog:
         self.overflows = 0  # watchers dropped for falling behind
         #: a ring wakes the watchers at most this often (seconds)
         self.flush_interval = flush_interval
+        #: CPU seconds the rings' deliveries took, without (and in) making the frames
+        self.fanout_cpu = 0.0
+        self.framing_cpu = 0.0
         self.rings = 0  # rings so far
-        self._recent: deque[Revision] = deque()
+        self.armed = 0  # watchers asleep while the rings deliver to them
+        #: the recent revisions, untracked by the collector (``keep``): thousands churn
+        #: through memory a second on a busy registry, and as objects each would be
+        #: visited by every full collection, which their churn would make frequent
+        self._recent: deque[Kept] = deque()
         self._weight = 0
         #: the watchers by visibility class: a revision is filtered once per class
         self._classes: dict[ShownTo, Tape] = {}
@@ -261,22 +384,24 @@ class EventLog:
         O(parts) per visibility class, O(1) per watcher."""
         self.published = revision.rev
         recent = self._recent
-        recent.append(revision)
-        self._weight += revision.weight
+        kept = keep(revision)
+        recent.append(kept)
+        self._weight += kept[3]
         while len(recent) > self.keep or (
             self.keep_weight is not None and self._weight > self.keep_weight and len(recent) > 1
         ):
             gone = recent.popleft()
-            self._weight -= gone.weight
-            self.evicted_through = gone.rev
+            self._weight -= gone[3]
+            self.evicted_through = gone[0]
+        every = revision.parts() if self._classes else []  # made once, shared by the classes
         for (viewer, categories), tape in list(self._classes.items()):  # a survey may end one
-            parts = visible(revision, viewer, categories)
+            parts = shown(every, viewer, categories)
             if parts:
                 tape.revisions.append(parts)
                 tape.parts += len(parts)
                 if tape.parts - tape.low > tape.low_limit or len(tape.revisions) >= tape.trim_at:
                     self._survey(tape)
-        if self._bell is not None:
+        if self._bell is not None or self.armed:
             self.ring_soon()
 
     def _survey(self, tape: Tape) -> None:
@@ -323,9 +448,43 @@ class EventLog:
         self._ringing = None
         self._last_ring = asyncio.get_running_loop().time()
         self.rings += 1
+        if self.armed:
+            self._deliver()
         bell, self._bell = self._bell, None
         if bell is not None:
             bell.set()
+
+    def _deliver(self) -> None:
+        """Write what piled up to every sleeping watcher with a ``deliver`` hook (one
+        chunk per class, ``shared_chunk``); a write that has to wait wakes its task.
+        Counts the CPU time in ``fanout_cpu``, making the frames apart (``framing_cpu``:
+        each event is framed once, for one subscriber or a thousand)."""
+        began = time.thread_time()
+        framing = 0.0
+        for tape in list(self._classes.values()):  # a delivery may end a class
+            end = tape.end
+            for watcher in list(tape.watchers):
+                if (
+                    watcher.deliver is None
+                    or watcher._alarm is None
+                    or watcher._next >= end
+                    or watcher.busy
+                    or watcher.overflowed
+                    or watcher.closed
+                ):
+                    continue
+                taken = watcher.take()
+                chunk = tape.cached(taken)
+                if chunk is None:
+                    framed = time.thread_time()
+                    chunk = tape.keep(taken, watcher.frame(taken))
+                    framing += time.thread_time() - framed
+                if not watcher.deliver(chunk, taken[-1][0].rev):
+                    watcher.busy = True
+                    watcher._wake()
+        cost = time.thread_time() - began - framing
+        self.fanout_cpu += cost
+        self.framing_cpu += framing
 
     # -- the reading side ------------------------------------------------------------------
 
@@ -352,10 +511,10 @@ class EventLog:
             self, tape, viewer, categories, self.watcher_limit if limit is None else limit
         )
         backlog: list[list[Event]] = []
-        for revision in reversed(self._recent):
-            if revision.rev <= after:
+        for kept in reversed(self._recent):
+            if kept[0] <= after:
                 break
-            parts = watcher.visible(revision)
+            parts = watcher.visible(thaw(kept))
             if parts:
                 backlog.append(parts)
         backlog.reverse()
@@ -371,25 +530,15 @@ class EventLog:
             if not tape.watchers:
                 del self._classes[key]
 
-    def shared_chunk(
-        self, key: ShownTo, taken: list[list[Event]], make: Callable[[list[list[Event]]], bytes]
-    ) -> bytes:
+    def shared_chunk(self, key: ShownTo, taken: list[list[Event]], make: Frame) -> bytes:
         """``make(taken)`` (not empty, from a watcher of class ``key``), made once per
         class per ring: every watcher of a class that took the same revisions gets the
-        same bytes object. Their buffers hold the same list objects (a revision's parts
-        are filtered once per class), and a class's revisions are offered to all its
-        watchers in one order, so the same first and last list and the same length are
-        the same revisions. Cost: O(1) when shared, ``make`` otherwise."""
-        first, last, count = taken[0], taken[-1], len(taken)
+        same bytes object (``Tape.cached``). Cost: O(1) when shared, ``make`` otherwise."""
         tape = self._classes.get(key)
         if tape is None:
             return make(taken)
-        entry = tape.chunk
-        if entry is not None and entry[0] is first and entry[1] is last and entry[2] == count:
-            return entry[3]
-        chunk = make(taken)
-        tape.chunk = (first, last, count, chunk)
-        return chunk
+        chunk = tape.cached(taken)
+        return tape.keep(taken, make(taken)) if chunk is None else chunk
 
     @property
     def watchers(self) -> int:

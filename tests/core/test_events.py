@@ -7,6 +7,8 @@ import asyncio
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pageholder.service.core import events, watchers
 from pageholder.service.core.batch import batch_set, batch_unset
@@ -110,15 +112,15 @@ async def test_a_revision_is_filtered_once_per_visibility_class(
     gpus = [log.subscribe(0, viewer="gpu")[1] for _ in range(10)]
     blocks = [log.subscribe(0, categories=frozenset({"block"}))[1] for _ in range(10)]
     calls: list[tuple[str | None, frozenset[str] | None]] = []
-    original = watchers.visible
+    original = watchers.shown
 
     def counted(
-        revision: Revision, viewer: str | None, categories: frozenset[str] | None
+        parts: list[Event], viewer: str | None, categories: frozenset[str] | None
     ) -> list[Event]:
         calls.append((viewer, categories))
-        return original(revision, viewer, categories)
+        return original(parts, viewer, categories)
 
-    monkeypatch.setattr(watchers, "visible", counted)
+    monkeypatch.setattr(watchers, "shown", counted)
     log.publish(log.next(0.0, [EventBody(EventType.HOLD_CREATED, "gpu", [(2, 0)])]))
     assert sorted(calls, key=repr) == sorted(
         [(None, None), ("gpu", None), (None, frozenset({"block"}))], key=repr
@@ -189,3 +191,42 @@ def test_the_stored_json_is_the_one_shot_encoding_written_in_chunks(
     monkeypatch.setattr(events, "_dumps", spied)
     assert revision.to_json() == one_shot
     assert max(len(v) for v in calls if isinstance(v, list)) == MAX_EVENT_HOLDS
+
+
+_texts = st.text(max_size=12)  # any code point: quotes, control characters, non-ASCII
+_reports = st.none() | st.dictionaries(
+    _texts, st.none() | st.integers() | _texts | st.lists(st.integers(), max_size=3), max_size=3
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(list(EventType)),
+    holder=st.none() | _texts,
+    holds=st.lists(st.tuples(st.integers(0, 1 << 52), st.integers(0, 18)), max_size=5),
+    block=st.none() | st.integers(0, 1 << 40),
+    report=_reports,
+    encode=st.booleans(),
+    previous=st.lists(_texts, max_size=3),
+    rev=st.integers(1, 1 << 40),
+    time=st.floats(0, 4e9),
+)
+def test_an_events_data_is_json_dumps_of_its_dict_byte_for_byte(
+    kind: EventType,
+    holder: str | None,
+    holds: list[tuple[int, int]],
+    block: int | None,
+    report: dict[str, object] | None,
+    encode: bool,
+    previous: list[str],
+    rev: int,
+    time: float,
+) -> None:
+    """``Event.data`` is written out by hand (it was a dict through ``json.dumps``);
+    what it writes must not change by a byte, whatever a holder is named."""
+    kept: dict[str, object] | Encoded | None = report
+    if encode and report is not None:  # an encoded report is spliced in as it is
+        kept = Encoded(json.dumps(report, separators=(",", ":")), len(report))
+    body = EventBody(kind, holder, tuple(holds), block, kept, tuple(previous))
+    (part,) = Revision(rev, time, [body]).parts()
+    assert part.data == json.dumps(part.as_dict(), separators=(",", ":"))

@@ -3,11 +3,21 @@ what its subscribers take at one ring is framed once, as one bytes object."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+
 import pytest
 from sse_starlette import ServerSentEvent
 
 from pageholder.service.api.routes import events as routes
-from pageholder.service.core.events import Event, EventBody, EventType, Revision, block_event
+from pageholder.service.core.events import (
+    Event,
+    EventBody,
+    EventType,
+    Revision,
+    block_event,
+    hold_events,
+)
 from pageholder.service.core.watchers import TRIM_AT, EventLog, Tape
 
 
@@ -110,3 +120,106 @@ def test_a_frame_is_what_sse_starlette_encodes(with_id: bool) -> None:
             event.data, event=event.type.value, id="11" if with_id else None, sep="\n"
         ).encode()
         assert routes.frame(event, with_id) == expected
+
+
+def _hold(log: EventLog, pfn: int) -> None:
+    log.publish(log.next(0.0, [EventBody(EventType.HOLD_CREATED, "nic0", ((pfn, 0),))]))
+
+
+async def test_the_ring_writes_to_sleeping_watchers_without_waking_them() -> None:
+    log = EventLog()
+    written: list[tuple[int, bytes, int]] = []
+    made: list[int] = []
+
+    def frame(taken: list[list[Event]]) -> bytes:
+        made.append(len(taken))
+        return routes.frames(taken)
+
+    watchers = [log.subscribe(0)[1] for _ in range(20)]
+    for i, watcher in enumerate(watchers):
+        watcher.attach(lambda chunk, last, i=i: written.append((i, chunk, last)) is None, frame)
+    sleeping = [asyncio.create_task(w.wait()) for w in watchers]
+    await asyncio.sleep(0)  # every task asleep (armed)
+    assert log.armed == 20
+    for pfn in range(3):
+        _hold(log, pfn)
+    for _ in range(3):
+        await asyncio.sleep(0)  # the ring runs
+    assert sorted(i for i, _, _ in written) == list(range(20))
+    assert all(chunk is written[0][1] and last == 3 for _, chunk, last in written)
+    assert written[0][1].count(b"id: ") == 3 and made == [3]  # framed once for all
+    assert not any(task.done() for task in sleeping)  # nobody's task was woken
+    assert all(w.waiting == 0 for w in watchers) and log.fanout_cpu > 0
+    for task in sleeping:
+        task.cancel()
+    await asyncio.gather(*sleeping, return_exceptions=True)
+    assert log.armed == 0
+
+
+async def test_a_write_that_has_to_wait_wakes_its_task_and_the_ring_skips_it() -> None:
+    log = EventLog()
+    calls: list[int] = []
+    waits = [True]
+    watcher = log.subscribe(0)[1]
+    watcher.attach(lambda chunk, last: calls.append(last) is None and not waits[0], routes.frames)
+    sleeping = asyncio.create_task(watcher.wait())
+    await asyncio.sleep(0)
+    _hold(log, 1)
+    await asyncio.wait_for(sleeping, 5)  # woken: its write had to wait
+    assert watcher.busy and calls == [1]
+    _hold(log, 2)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert calls == [1]  # busy: the ring leaves it to its task
+    assert [[e.rev for e in parts] for parts in watcher.take()] == [[2]]
+    watcher.busy = False  # the task finished the write
+    waits[0] = False
+    sleeping = asyncio.create_task(watcher.wait())
+    _hold(log, 3)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert calls == [1, 3] and not sleeping.done()
+    watcher.close()  # closing wakes it
+    await asyncio.wait_for(sleeping, 5)
+
+
+async def test_an_overflow_wakes_a_sleeping_watcher() -> None:
+    log = EventLog(watcher_limit=2)
+    watcher = log.subscribe(0)[1]
+    watcher.attach(lambda chunk, last: False, routes.frames)
+    watcher.busy = True  # a write of its is waiting: the ring leaves it alone
+    sleeping = asyncio.create_task(watcher.wait())
+    assert (await asyncio.wait_for(sleeping, 5)) is None  # busy: wait returns at once
+    watcher.busy = False
+    watcher.deliver = None  # a stalled reader: nothing is written to it
+    sleeping = asyncio.create_task(watcher.wait())
+    for pfn in range(4):
+        _hold(log, pfn)
+    await asyncio.wait_for(sleeping, 5)
+    assert watcher.overflowed
+
+
+def test_kept_revisions_are_untracked_by_the_collector() -> None:
+    """Collections come to visit none of the revisions memory keeps (see
+    ``watchers.keep``): as objects, 10,000 of them churned through the oldest
+    generation, and made the collector walk them every fraction of a second."""
+    log = EventLog()
+    log.subscribe(0)  # a subscriber: its parts are made, and must not be kept
+    for pfn in range(100):
+        log.publish(
+            log.next(1.5, hold_events(EventType.HOLD_CREATED, [("nic0", pfn, 0), ("gpu", pfn, 0)]))
+        )
+    log.publish(log.next(2.0, [block_event(EventType.BLOCK_ONLINE, 3)]))
+    gc.collect()
+    assert len(log._recent) == 101
+    assert not any(gc.is_tracked(kept) for kept in log._recent)
+    backlog, _ = log.subscribe(99)  # and the kept form gives the same events back
+    assert [[e.data for e in parts] for parts in backlog] == [
+        [
+            e.data
+            for e in Revision(
+                100, 1.5, hold_events(EventType.HOLD_CREATED, [("nic0", 99, 0), ("gpu", 99, 0)])
+            ).parts()
+        ],
+        [e.data for e in Revision(101, 2.0, [block_event(EventType.BLOCK_ONLINE, 3)]).parts()],
+    ]

@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pageholder.service.api.routes import events as events_route
-from pageholder.service.core.events import Event
+from pageholder.service.core import events as events_core
 
 from .watching import DEADLINE_S, HOST, NORMAL, TOKEN, serving, subscribed
 
@@ -96,7 +96,7 @@ def counting(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[int
 async def test_an_event_is_encoded_once_however_many_subscribers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    as_dict = counting(monkeypatch, Event, "as_dict")
+    encoded = counting(monkeypatch, events_core, "_iso")  # once per event's JSON
     framed = counting(monkeypatch, events_route, "frame")
     async with serving() as served, served.client() as admin:
         streams = [await RawStream().open(served.port) for _ in range(50)]
@@ -106,7 +106,7 @@ async def test_an_event_is_encoded_once_however_many_subscribers(
         for stream in streams:
             await stream.until(2)
         # two revisions of one part each: one JSON and one SSE frame apiece, not 50
-        assert as_dict[0] == 2 and framed[0] == 2
+        assert encoded[0] == 2 and framed[0] == 2
         assert all(s.received.count(b"data: ") == 2 for s in streams)
         for stream in streams:
             await stream.close()

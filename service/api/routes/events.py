@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Query, Request
@@ -26,11 +26,11 @@ from starlette.types import Message, Receive, Scope, Send
 from pageholder.service.api.auth import Principal
 from pageholder.service.api.deps import PrincipalDep
 from pageholder.service.api.problems import documented
-from pageholder.service.api.sends import send_within
+from pageholder.service.api.sends import send_within, start_send
 from pageholder.service.api.state import ServiceState
 from pageholder.service.core.errors import EventsCompacted, InvalidRequest
 from pageholder.service.core.events import CATEGORIES, Event
-from pageholder.service.core.watchers import EventLog, visible
+from pageholder.service.core.watchers import Deliver, EventLog, visible
 from pageholder.service.storage.protocol import DurableStore
 
 EVENTS_PATH: Final = "/v1/events"
@@ -154,8 +154,24 @@ def start_after(
     return after
 
 
+class Outlet:
+    """Where a stream's body chunks go once the response runs (``EventStream`` fills
+    it): the stream hands its watcher a write of its own, for the log's rings to make
+    while the stream's task sleeps (``Watcher.deliver``)."""
+
+    __slots__ = ("send", "send_timeout")
+
+    def __init__(self) -> None:
+        self.send: Send | None = None
+        self.send_timeout: float | None = None
+
+
 async def stream(
-    state: ServiceState, principal: Principal, categories: frozenset[str] | None, after: int
+    state: ServiceState,
+    principal: Principal,
+    categories: frozenset[str] | None,
+    after: int,
+    outlet: Outlet | None = None,
 ) -> AsyncIterator[bytes]:
     settings = state.settings
     log, store = state.registry.events, state.store
@@ -177,14 +193,46 @@ async def stream(
             yield frames(chunk)
     backlog, watcher = log.subscribe(after, viewer, categories, settings.events_buffer)
     shown_to = watcher.shown_to
+    rest: Awaitable[None] | None = None
+    failed: Exception | None = None
+
+    def deliver_to(send: Send) -> Deliver:
+        def deliver(chunk: bytes, last: int) -> bool:
+            """A ring's write, while this stream's task sleeps. The send does not wait
+            while the reader keeps up; when it has to, the task finishes it."""
+            nonlocal after, rest, failed
+            after = last
+            try:
+                rest = start_send(
+                    send, {"type": "http.response.body", "body": chunk, "more_body": True}
+                )
+            except Exception as exc:  # the task raises it
+                failed = exc
+                return False
+            return rest is None
+
+        return deliver
+
     try:
         if backlog:
             yield frames(backlog)
+        if outlet is not None and outlet.send is not None:
+            # Past here the rings write every chunk, each while the task sleeps in
+            # wait(); the task itself yields only what is left after a busy write.
+            watcher.attach(deliver_to(outlet.send), frames)
         while True:
             # Woken with every other subscriber by the log's ring, at most every
             # events_flush_interval_s: under load, what piled up meanwhile goes out as
-            # one chunk, one send per subscriber per interval instead of one per revision.
+            # one chunk, one send per subscriber per interval instead of one per
+            # revision. With deliver, woken only when a write has to wait.
             await watcher.wait()
+            if watcher.busy:
+                if failed is not None:
+                    raise failed
+                if rest is not None:
+                    await _finish(rest, outlet.send_timeout if outlet is not None else None)
+                    rest = None
+                watcher.busy = False
             if watcher.overflowed:
                 yield _overflow(after)
                 return
@@ -197,16 +245,36 @@ async def stream(
         watcher.close()
 
 
+async def _finish(rest: Awaitable[None], timeout: float | None) -> None:
+    """The rest of a ring's write that had to wait, under the stream's send deadline."""
+    if timeout is None:
+        await rest
+        return
+    try:
+        async with asyncio.timeout(timeout):
+            await rest
+    except TimeoutError:
+        raise SendTimeoutError() from None
+
+
 class EventStream(EventSourceResponse):
     """sse-starlette's response; a subscriber dropped for taking no bytes is logged, not
     a crash (its connection is closed either way). The response's start goes through
     every middleware; its body chunks go straight to ``scope[DIRECT_SEND]`` when the
-    app put one there (``middleware.StreamBodies``)."""
+    app put one there (``middleware.StreamBodies``). ``outlet`` gets the body's send,
+    for the rings' writes."""
+
+    def __init__(self, *args: Any, outlet: Outlet | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.outlet = outlet
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         direct: Send | None = scope.get(DIRECT_SEND)
         if direct is not None:
             send = _bodies_to(direct, send)
+        if self.outlet is not None:
+            self.outlet.send = direct if direct is not None else send
+            self.outlet.send_timeout = self.send_timeout
         try:
             await super().__call__(scope, receive, send)
         except SendTimeoutError:
@@ -277,8 +345,10 @@ async def watch_events(
     categories = parse_types(types)
     after = start_after(state.registry.events, state.store, since, last_event_id)
     settings = state.settings
+    outlet = Outlet()
     return EventStream(
-        stream(state, principal, categories, after),
+        stream(state, principal, categories, after, outlet),
+        outlet=outlet,
         headers={REVISION_HEADER: str(after)},
         ping=settings.events_keepalive_s,
         ping_message_factory=_keepalive,
