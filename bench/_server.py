@@ -13,7 +13,8 @@ to that same app, ``GET /bench/const`` (constant JSON, no auth: the floor every 
 pays for uvicorn + Starlette routing + middleware), and with ``--stats`` a second one,
 ``GET /bench/stats`` (the store's commit count, for the group-commit factor). It binds
 127.0.0.1 port 0 itself, prints ``PORT <n>`` and runs uvicorn with one worker,
-``log_level="warning"``, no access log. ``--profile FILE`` runs it under cProfile and
+``log_level="warning"``, no access log, and the HTTP protocol ``pageholder serve`` runs
+(``deadlines.with_deadlines``). ``--profile FILE`` runs it under cProfile and
 dumps the stats to FILE when it stops (SIGTERM: uvicorn's graceful shutdown).
 
 Load comes from wrk (``apt-get install wrk``): ``run_wrk`` / ``run_wrk_async`` run it
@@ -139,6 +140,7 @@ def _serve(argv: list[str]) -> None:
     import uvicorn
 
     from pageholder.service.api.app import create_app
+    from pageholder.service.api.deadlines import with_deadlines
     from pageholder.service.settings import Settings
 
     parser = argparse.ArgumentParser(prog="python -m bench._server")
@@ -148,7 +150,8 @@ def _serve(argv: list[str]) -> None:
     parser.add_argument("--profile")
     opts = parser.parse_args(argv)
 
-    app = create_app(Settings(data_dir=opts.data_dir, admin_token=opts.token))
+    settings = Settings(data_dir=opts.data_dir, admin_token=opts.token)
+    app = create_app(settings)
 
     async def const() -> dict[str, bool]:  # async: no thread-pool hop, the cheapest route
         return {"ok": True}
@@ -190,7 +193,11 @@ def _serve(argv: list[str]) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((HOST, 0))
     print(f"PORT {sock.getsockname()[1]}", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, workers=1)
+    # the protocol `pageholder serve` runs (read deadlines, the event streams' chunk writes)
+    protocol = with_deadlines(settings.header_timeout_s, settings.body_timeout_s)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, workers=1, http=protocol
+    )
     server = uvicorn.Server(config)
     if not opts.profile:
         server.run(sockets=[sock])

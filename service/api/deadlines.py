@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from pageholder.service.api.chunkwrites import ChunkWrites
 
 
-class ReadDeadlines(HttpToolsProtocol):
-    """``HttpToolsProtocol`` with header and body read deadlines (``with_deadlines``)."""
+class ReadDeadlines(ChunkWrites):
+    """uvicorn's httptools protocol with header and body read deadlines
+    (``with_deadlines``), and chunk writers for the event streams (``ChunkWrites``)."""
 
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0

@@ -164,9 +164,10 @@ async def test_since_older_than_the_retention_is_410_with_the_oldest_kept() -> N
         await watcher.stop()
 
 
-async def test_a_reader_that_never_reads_overflows_and_costs_a_bounded_buffer() -> None:
+@pytest.mark.parametrize("plain", [False, True], ids=["serve-protocol", "plain-uvicorn"])
+async def test_a_reader_that_never_reads_overflows_and_costs_a_bounded_buffer(plain: bool) -> None:
     limit = 32
-    async with serving(events_buffer=limit) as served:
+    async with serving(events_buffer=limit, plain=plain) as served:
         async with served.client() as admin:
             await admin.create_holder("balloon")
             log = served.registry.events
@@ -241,8 +242,9 @@ async def test_a_holder_token_sees_its_own_holds_and_every_block_event() -> None
         await everything.stop()
 
 
-async def test_a_hundred_subscribers_each_get_every_revision_in_order() -> None:
-    async with serving() as served, served.client() as admin:
+@pytest.mark.parametrize("plain", [False, True], ids=["serve-protocol", "plain-uvicorn"])
+async def test_a_hundred_subscribers_each_get_every_revision_in_order(plain: bool) -> None:
+    async with serving(plain=plain) as served, served.client() as admin:
         await admin.create_holder("nic0")
         watchers = [Collector(served.client(), since=1) for _ in range(100)]
         for i in range(50):

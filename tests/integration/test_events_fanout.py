@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pageholder.service.api.chunkwrites import ChunkWriter
 from pageholder.service.api.routes import events as events_route
 from pageholder.service.core import events as events_core
 
@@ -113,6 +114,7 @@ async def test_an_event_is_encoded_once_however_many_subscribers(
 
 
 async def test_a_streams_chunks_skip_the_middlewares_and_what_piles_up_is_one_write() -> None:
+    """Under a server without chunk writers (plain uvicorn): through the ASGI send."""
     outside: list[str] = []  # outside every middleware of the app: every send
     inside: list[str] = []  # inside them all, next to the routes
 
@@ -121,7 +123,7 @@ async def test_a_streams_chunks_skip_the_middlewares_and_what_piles_up_is_one_wr
         app.user_middleware.append(Middleware(Spy, seen=inside))  # innermost
 
     # a long flush interval: everything published within it goes out at its end
-    async with serving(prepare=spies, events_flush_interval_s=1.0) as served:
+    async with serving(prepare=spies, events_flush_interval_s=1.0, plain=True) as served:
         registry = served.registry
         stream = await RawStream().open(served.port)
         await subscribed(registry, 1)
@@ -139,9 +141,12 @@ async def test_a_streams_chunks_skip_the_middlewares_and_what_piles_up_is_one_wr
         await stream.close()
 
 
-async def test_a_subscriber_that_takes_no_bytes_is_dropped_after_the_send_timeout() -> None:
+@pytest.mark.parametrize("plain", [False, True], ids=["serve-protocol", "plain-uvicorn"])
+async def test_a_subscriber_that_takes_no_bytes_is_dropped_after_the_send_timeout(
+    plain: bool,
+) -> None:
     # a buffer that never overflows: only the send timeout can drop the stuck one
-    async with serving(events_buffer=1 << 20, events_send_timeout_s=0.5) as served:
+    async with serving(events_buffer=1 << 20, events_send_timeout_s=0.5, plain=plain) as served:
         async with served.client() as admin:
             await admin.create_holder("balloon")
             log = served.registry.events
@@ -159,3 +164,56 @@ async def test_a_subscriber_that_takes_no_bytes_is_dropped_after_the_send_timeou
                     await asyncio.sleep(0.01)
             assert log.overflows == 0
             stuck.close()
+
+
+async def test_under_serves_protocol_a_rings_chunks_go_straight_to_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``pageholder serve``'s protocol: each ring's chunk is written by the stream's
+    ``ChunkWriter`` (no ASGI send, no copy), framed as the send would have, whole."""
+    outside: list[str] = []
+    answers: list[bool] = []
+    write = ChunkWriter.__call__
+
+    def answered(self: ChunkWriter, body: bytes) -> bool:
+        answers.append(write(self, body))
+        return answers[-1]
+
+    monkeypatch.setattr(ChunkWriter, "__call__", answered)
+
+    def spies(app: FastAPI) -> None:
+        app.add_middleware(Spy, seen=outside)
+
+    async with serving(prepare=spies, events_flush_interval_s=0.2) as served:
+        registry = served.registry
+        streams = [await RawStream().open(served.port) for _ in range(3)]
+        await subscribed(registry, 3)
+        for i in range(20):
+            await registry.add_holder(f"nic{i}")
+        for stream in streams:
+            await stream.until(20)
+        assert answers.count(True) >= 3  # at least a ring's chunk per stream
+        # through the send: each stream's first line (``id: 0``), and only the rings'
+        # chunks the writer turned down (bytes were waiting: it never is here, but may)
+        assert outside.count("http.response.body") == 3 + answers.count(False)
+        for stream in streams:
+            head, _, body = stream.received.partition(b"\r\n\r\n")
+            assert b"transfer-encoding: chunked" in head.lower()
+            events = _unchunked(body).split(b"\n\n")
+            ids = [int(e.split(b"id: ")[1].split(b"\n")[0]) for e in events if b"data: " in e]
+            assert ids == list(range(1, 21))
+            await stream.close()
+
+
+def _unchunked(body: bytes) -> bytes:
+    """An HTTP/1.1 chunked body (so far) undone; fails on a malformed chunk."""
+    out = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0 or len(rest) < size + 2:
+            break
+        assert rest[size : size + 2] == b"\r\n"
+        out += rest[:size]
+        body = rest[size + 2 :]
+    return out

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from pageholder.client import AsyncPageHolderClient, Event
 from pageholder.service.api import create_app
+from pageholder.service.api.deadlines import with_deadlines
 from pageholder.service.core.model import Holder, PageRef, ReleaseAnswer
 from pageholder.service.core.registry import Registry
 from pageholder.service.settings import Settings
@@ -59,20 +60,29 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def serving(
-    *, prepare: Callable[[FastAPI], None] | None = None, **settings: Any
+    *, prepare: Callable[[FastAPI], None] | None = None, plain: bool = False, **settings: Any
 ) -> AsyncIterator[Served]:
     """The registry app (``Settings(**settings)``, :memory: unless given) on a free
     loopback port, with its lifespan, for the ``async with`` block; ``prepare(app)``
-    before it serves (to add middleware, say)."""
+    before it serves (to add middleware, say). Served over the HTTP protocol ``pageholder
+    serve`` runs (its event streams' chunks written straight to the connection:
+    ``chunkwrites.py``), or ``plain`` uvicorn's (every chunk through the ASGI send)."""
     settings.setdefault("data_dir", ":memory:")
-    app = create_app(Settings(admin_token=TOKEN, **settings), release_caller=releases_everything)
+    config_of = Settings(admin_token=TOKEN, **settings)
+    app = create_app(config_of, release_caller=releases_everything)
     if prepare is not None:
         prepare(app)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((HOST, 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2)
+    protocol = with_deadlines(config_of.header_timeout_s, config_of.body_timeout_s)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+        http="auto" if plain else protocol,
+    )
     server = _Embedded(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

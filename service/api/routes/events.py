@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Query, Request
@@ -24,6 +24,7 @@ from sse_starlette.sse import SendTimeoutError
 from starlette.types import Message, Receive, Scope, Send
 
 from pageholder.service.api.auth import Principal
+from pageholder.service.api.chunkwrites import CHUNKS
 from pageholder.service.api.deps import PrincipalDep
 from pageholder.service.api.problems import documented
 from pageholder.service.api.sends import send_within, start_send
@@ -159,11 +160,13 @@ class Outlet:
     it): the stream hands its watcher a write of its own, for the log's rings to make
     while the stream's task sleeps (``Watcher.deliver``)."""
 
-    __slots__ = ("send", "send_timeout")
+    __slots__ = ("send", "send_timeout", "chunks")
 
     def __init__(self) -> None:
         self.send: Send | None = None
         self.send_timeout: float | None = None
+        #: the server's chunk writer, if it has one (``chunkwrites.py``)
+        self.chunks: Callable[[bytes], bool] | None = None
 
 
 async def stream(
@@ -196,12 +199,16 @@ async def stream(
     rest: Awaitable[None] | None = None
     failed: Exception | None = None
 
-    def deliver_to(send: Send) -> Deliver:
+    def deliver_to(send: Send, chunks: Callable[[bytes], bool] | None) -> Deliver:
         def deliver(chunk: bytes, last: int) -> bool:
-            """A ring's write, while this stream's task sleeps. The send does not wait
-            while the reader keeps up; when it has to, the task finishes it."""
+            """A ring's write, while this stream's task sleeps: straight to the
+            connection when the server lets us and nothing waits to be sent, else
+            through the send, which does not wait while the reader keeps up; when it
+            has to, the task finishes it."""
             nonlocal after, rest, failed
             after = last
+            if chunks is not None and chunks(chunk):
+                return True
             try:
                 rest = start_send(
                     send, {"type": "http.response.body", "body": chunk, "more_body": True}
@@ -219,7 +226,7 @@ async def stream(
         if outlet is not None and outlet.send is not None:
             # Past here the rings write every chunk, each while the task sleeps in
             # wait(); the task itself yields only what is left after a busy write.
-            watcher.attach(deliver_to(outlet.send), frames)
+            watcher.attach(deliver_to(outlet.send, outlet.chunks), frames)
         while True:
             # Woken with every other subscriber by the log's ring, at most every
             # events_flush_interval_s: under load, what piled up meanwhile goes out as
@@ -264,9 +271,9 @@ class EventStream(EventSourceResponse):
     app put one there (``middleware.StreamBodies``). ``outlet`` gets the body's send,
     for the rings' writes."""
 
-    def __init__(self, *args: Any, outlet: Outlet | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.outlet = outlet
+    #: set by the route (not an ``__init__`` argument: FastAPI reads the default
+    #: ``status_code`` of a response class from its ``__init__`` for the OpenAPI)
+    outlet: Outlet | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         direct: Send | None = scope.get(DIRECT_SEND)
@@ -275,6 +282,7 @@ class EventStream(EventSourceResponse):
         if self.outlet is not None:
             self.outlet.send = direct if direct is not None else send
             self.outlet.send_timeout = self.send_timeout
+            self.outlet.chunks = scope.get("extensions", {}).get(CHUNKS)
         try:
             await super().__call__(scope, receive, send)
         except SendTimeoutError:
@@ -346,12 +354,13 @@ async def watch_events(
     after = start_after(state.registry.events, state.store, since, last_event_id)
     settings = state.settings
     outlet = Outlet()
-    return EventStream(
+    response = EventStream(
         stream(state, principal, categories, after, outlet),
-        outlet=outlet,
         headers={REVISION_HEADER: str(after)},
         ping=settings.events_keepalive_s,
         ping_message_factory=_keepalive,
         send_timeout=settings.events_send_timeout_s,
         sep=SEP,
     )
+    response.outlet = outlet
+    return response
