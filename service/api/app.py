@@ -47,6 +47,7 @@ from pageholder.service.api.routes import (
 )
 from pageholder.service.api.standby import Standby
 from pageholder.service.api.state import ServiceState
+from pageholder.service.core import collector
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import ReleaseCaller
 from pageholder.service.core.registry import Registry
@@ -247,6 +248,8 @@ def create_app(
                     with contextlib.suppress(asyncio.CancelledError):
                         await recovery
                 gc.unfreeze()
+                if state.full_every is not None:
+                    collector.space_full_collections(state.full_every)
 
     app = FastAPI(
         title="pageholder",

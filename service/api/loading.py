@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from pageholder.service.api.state import ServiceState
+from pageholder.service.core import collector
 from pageholder.service.storage.protocol import DurableStore
 from pageholder.service.storage.recovery import RecoveryStopped, recover
 
@@ -29,6 +30,8 @@ def become_ready(state: ServiceState) -> None:
     # short however many holds there are (fewer p99 spikes).
     gc.collect()
     gc.freeze()
+    if state.full_every is None:  # and space the full collections out (collector.py)
+        state.full_every = collector.space_full_collections()
     state.ready = state.readiness.ready = True
     state.readiness.settled.set()
 

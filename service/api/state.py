@@ -25,3 +25,6 @@ class ServiceState:
     readiness: Readiness
     ready: bool = False
     store: DurableStore | None = None  # where GET /v1/events reads revisions memory no longer has
+    #: the collector's full-collection threshold before this registry served (put back
+    #: when it stops; ``collector.space_full_collections``)
+    full_every: int | None = None

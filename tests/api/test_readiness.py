@@ -6,6 +6,7 @@ tests/integration/test_durability.py)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 import threading
 from pathlib import Path
@@ -16,8 +17,11 @@ import pytest
 
 from pageholder.service.api import create_app
 from pageholder.service.api import loading as app_module
+from pageholder.service.core.collector import SERVING_FULL_EVERY
 from pageholder.service.settings import Settings
 from pageholder.service.storage.sqlite import DB_FILE, Store
+
+from .conftest import start
 
 TOKEN = "readiness-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -85,3 +89,13 @@ async def test_a_failed_recovery_stays_not_ready_and_says_why(tmp_path: Path) ->
             assert (await c.get("/v1/holders")).status_code == 503
             assert (await c.get("/healthz")).status_code == 200
     assert len(reasons) == 1 and "overlap" in reasons[0]
+
+
+async def test_a_serving_registry_spaces_full_collections_out_and_puts_them_back() -> None:
+    """While it serves, full collections are considered every ``SERVING_FULL_EVERY``
+    young-generation passes (``collector.space_full_collections``), not CPython's 10;
+    once it stops, the process's own setting is back."""
+    before = gc.get_threshold()
+    async for _ in start():
+        assert gc.get_threshold() == (*before[:2], SERVING_FULL_EVERY)
+    assert gc.get_threshold() == before

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import gc
 
+from pageholder.service.core import collector
 from pageholder.service.core.batch import batch_set, batch_unset
+from pageholder.service.core.collector import SERVING_FULL_EVERY
 from pageholder.service.core.layout import MemoryLayout
 from pageholder.service.core.model import OnExpiry
 from pageholder.service.core.radix import CHUNK_SIZE, RadixTree
@@ -87,3 +89,17 @@ def test_a_tree_costs_a_collection_o1_per_leaf_and_keeps_no_value_it_dropped() -
         tree.erase(2 * i)
     tree._check()
     assert tree._values == [None] * 5  # every handle freed, no value kept alive
+
+
+def test_full_collections_spaced_out_and_put_back_even_inside_a_deferral() -> None:
+    before = gc.get_threshold()
+    try:
+        old = collector.space_full_collections()
+        assert old == before[2] and gc.get_threshold() == (*before[:2], SERVING_FULL_EVERY)
+        with collector.full_collections_deferred():
+            assert gc.get_threshold()[2] == collector.NEVER
+            assert collector.space_full_collections(old) == SERVING_FULL_EVERY
+            assert gc.get_threshold()[2] == collector.NEVER  # still deferred
+        assert gc.get_threshold() == before  # the deferral put back the new one
+    finally:
+        gc.set_threshold(*before)
