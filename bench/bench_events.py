@@ -18,8 +18,11 @@ server's CPU, and the server's per-subscriber work shows as fewer pairs/s.
     byte copied to a file in /dev/shm, nothing parsed during the run; each file checked
     after it by ``bench._readers.verify``: every event parsed, revisions whole, in order,
     no gap; without cc, ``bench._readers raw``). Pairs/s with N
-    subscribers over pairs/s with 0 in the same round on the same server, median of
-    REPS rounds. Target: >= 0.8 at 100. Also: the same ratio at 100 against a server
+    subscribers over pairs/s with 0 in the same round on the same server (the mean of
+    a 0 run before and one after: 0, 10, 100, 0), median of ROUNDS rounds. Target:
+    >= 0.8 at 100. Also the server's own account of what the 100 subscribers cost it
+    (``/metrics``: the CPU time of the rings' writes, kernel time included, and of
+    framing events), as shares of the run's wall time. Also: the same ratio at 100 against a server
     running main's code, in the same rounds; the server's CPU per pair (utime + stime
     of its process and threads, ``/proc``), this tree's and main's; and the ratio with
     100 SDK readers (``AsyncPageHolderClient.watch()``, ``bench._readers sdk``), which
@@ -27,7 +30,7 @@ server's CPU, and the server's per-subscriber work shows as fewer pairs/s.
     100 Python raw readers; and the CPU split of each run (server, wrk, readers, idle).
 (b) The hot path before and after: the same pairs with 0 subscribers against a server
     running main's code (``git archive main``, put first on ``PYTHONPATH``) and one
-    running this tree's, alternating, medians of REPS runs. Target: >= 0.95.
+    running this tree's, alternating, medians of ROUNDS runs. Target: >= 0.95.
 (c) Delivery latency: one subscriber in a child process (httpx, parsing every event;
     with 99 C readers connected beside it in the second measure); this process holds
     one page at a time (paced); for each event, the receipt time minus the event's
@@ -77,6 +80,8 @@ from .bench_http import check_pairs, pairs_script
 QUICK = bool(os.environ.get("BENCH_QUICK"))
 DURATION = 2.0 if QUICK else 6.0
 REPS = 1 if QUICK else 3
+#: rounds of the subscriber runs (each 0, 10, 100, 0 subscribers, and main's 0, 100, 0)
+ROUNDS = 1 if QUICK else 4
 CONNECTIONS = 16
 THREADS = 2  # as bench_http.pairs_script lays out its pfns
 SAMPLES = 200 if QUICK else 1000
@@ -131,6 +136,10 @@ class Run:
     readers: float
     idle_server_cpu: float
     idle_client_cpu: float
+    #: shares of the wall time the server spent in the rings' writes and in framing
+    #: events (its /metrics; NaN when it has none, as main's code)
+    fanout: float = math.nan
+    framing: float = math.nan
 
 
 class Pairs:
@@ -151,11 +160,13 @@ class Pairs:
         pid = self.server.proc.pid
         before = cpu_seconds(pid)
         readers_before = cpu_seconds(readers_pid) if readers_pid else 0.0
+        spent_before = event_cpu(self.server.url)
         wrk_before, ticks_before, started = children_cpu(), cpu_times(), time.monotonic()
         result = run_wrk(
             self.server.url, script, seconds=seconds, threads=THREADS, connections=CONNECTIONS
         ).check("pairs")
         wall = time.monotonic() - started
+        spent = event_cpu(self.server.url)
         wrk, ticks = children_cpu() - wrk_before, cpu_times()
         used = cpu_seconds(pid) - before
         readers = cpu_seconds(readers_pid) - readers_before if readers_pid else 0.0
@@ -177,7 +188,26 @@ class Pairs:
             readers=readers / wall,
             idle_server_cpu=idle(SERVER_CPUS),
             idle_client_cpu=idle(CLIENT_CPUS),
+            fanout=(spent[0] - spent_before[0]) / wall,
+            framing=(spent[1] - spent_before[1]) / wall,
         )
+
+
+#: the server's counters of what its event streams cost (``/metrics``)
+FANOUT_METRIC = "pageholder_event_fanout_cpu_seconds_total"
+FRAMING_METRIC = "pageholder_event_framing_cpu_seconds_total"
+
+
+def event_cpu(url: str) -> tuple[float, float]:
+    """CPU seconds the server's rings spent writing and framing so far (NaN: no such
+    metrics)."""
+    text = httpx.get(url + "/metrics", headers=AUTH, trust_env=False).text
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in (FANOUT_METRIC, FRAMING_METRIC):
+            found[name] = float(value)
+    return found.get(FANOUT_METRIC, math.nan), found.get(FRAMING_METRIC, math.nan)
 
 
 def poke(url: str, stop: threading.Event) -> None:
@@ -400,7 +430,9 @@ events/s at 100 subscribers on the load generator's CPU, 0.4-0.6 of it; the C re
 take ~0.07. CPU split: shares of one CPU over a run's wall time, medians: the server
 process (utime + stime, /proc), wrk (RUSAGE_CHILDREN), the readers' process, and the
 idle share of each CPU (/proc/stat); what is neither is the machine's other work.
-Ratios are per round (same server, back to back) and their median. Server CPU per
+Ratios are per round (same server, back to back: 0, 10, 100, then 0 subscribers again,
+each ratio to the mean of the round's two zeros, which cancels a drift of the
+machine's speed across the round) and their median over {rounds} rounds. Server CPU per
 pair: the server process's utime + stime over the pairs done.
 
 """
@@ -426,7 +458,9 @@ def main() -> None:
         section = header(
             "Watch: subscribers and delivery", command, time.monotonic() - started, load
         )
-        method = METHOD.format(server=min(SERVER_CPUS or {0}), client=min(CLIENT_CPUS or {0}))
+        method = METHOD.format(
+            server=min(SERVER_CPUS or {0}), client=min(CLIENT_CPUS or {0}), rounds=ROUNDS
+        )
         write_section("Watch: subscribers and delivery", section + method + text + "\n")
 
 
@@ -447,12 +481,17 @@ def measure(base: Path) -> list[Row]:
     before_path = main_tree(base / "main")
     with server_of(str(base / "a")) as server, server_of(str(base / "m"), before_path) as old:
         pairs, old_pairs = Pairs(server), Pairs(old)
-        for _ in range(REPS):
+        for _ in range(ROUNDS):
+            # 0, 10, 100, then 0 again: each ratio is to the mean of the round's two
+            # zeros, which cancels a drift of the machine's speed across the round
             for n in COUNTS:
                 run, _ = subscribed_run(pairs, n)
                 runs[n].append(run)
-                ratios[n].append(run.rate / runs[0][-1].rate)
-            zero = runs[0][-1].rate
+            again, _ = subscribed_run(pairs, 0)
+            zero = (runs[0][-1].rate + again.rate) / 2
+            runs[0].append(again)
+            for n in COUNTS[1:]:
+                ratios[n].append(runs[n][-1].rate / zero)
             if C_READER is not None:
                 run, _ = subscribed_run(pairs, 100, "raw")
                 py_runs.append(run)
@@ -462,8 +501,9 @@ def measure(base: Path) -> list[Row]:
             sdk_read.append(read)
             old_zero, _ = subscribed_run(old_pairs, 0)
             old_hundred, _ = subscribed_run(old_pairs, 100)
-            main_ratios.append(old_hundred.rate / old_zero.rate)
-            main_cpus[0].append(old_zero.cpu_per_pair)
+            old_again, _ = subscribed_run(old_pairs, 0)
+            main_ratios.append(old_hundred.rate / ((old_zero.rate + old_again.rate) / 2))
+            main_cpus[0] += [old_zero.cpu_per_pair, old_again.cpu_per_pair]
             main_cpus[100].append(old_hundred.cpu_per_pair)
     zero = statistics.median(r.rate for r in runs[0])
     rows.append(info_row("pairs/s, 0 subscribers", fmt_rate(zero, "pairs/s")))
@@ -515,6 +555,19 @@ def measure(base: Path) -> list[Row]:
                 baseline,
             )
         )
+    hundred = runs[100]
+    rows.append(
+        info_row(
+            "server CPU in the rings' writes (kernel time included), 100 subscribers",
+            f"{statistics.median(r.fanout for r in hundred):.3f} of the wall time",
+        )
+    )
+    rows.append(
+        info_row(
+            "server CPU framing events (each once, however many subscribers), 100 subscribers",
+            f"{statistics.median(r.framing for r in hundred):.3f} of the wall time",
+        )
+    )
     splits = [(f"{n} subscribers ({fast})" if n else "0 subscribers", runs[n]) for n in COUNTS]
     if py_runs:
         splits.append(("100 Python raw readers", py_runs))
@@ -523,7 +576,7 @@ def measure(base: Path) -> list[Row]:
     # (b) before/after, 0 subscribers
     before: list[float] = []
     after: list[float] = []
-    for rep in range(REPS):
+    for rep in range(ROUNDS):
         with server_of(str(base / f"before{rep}"), before_path) as server:
             before.append(Pairs(server).run(DURATION).rate)
         with server_of(str(base / f"after{rep}")) as server:

@@ -85,15 +85,20 @@ class _EventsCollector(Collector):
         framing = CounterMetricFamily(
             "pageholder_event_framing_cpu_seconds", "CPU time spent framing events for streams"
         )
+        waited = CounterMetricFamily(
+            "pageholder_event_waited_writes",
+            "writes to a stream that had to wait for its reader (a slow subscriber)",
+        )
         registry = self._registry()
         if registry is not None:
             log = registry.events
+            waited.add_metric([], log.waited)
             fanout.add_metric([], log.fanout_cpu)
             framing.add_metric([], log.framing_cpu)
             subscribers.add_metric([], log.watchers)
             overflows.add_metric([], log.overflows)
             rings.add_metric([], log.rings)
-        yield from (subscribers, overflows, rings, fanout, framing)
+        yield from (subscribers, overflows, rings, fanout, framing, waited)
 
 
 class Metrics:

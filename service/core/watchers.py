@@ -345,6 +345,7 @@ class EventLog:
         #: CPU seconds the rings' deliveries took, without (and in) making the frames
         self.fanout_cpu = 0.0
         self.framing_cpu = 0.0
+        self.waited = 0  # the rings' writes that had to wait (left to the stream's task)
         self.rings = 0  # rings so far
         self.armed = 0  # watchers asleep while the rings deliver to them
         #: the recent revisions, untracked by the collector (``keep``): thousands churn
@@ -480,6 +481,7 @@ class EventLog:
                     chunk = tape.keep(taken, watcher.frame(taken))
                     framing += time.thread_time() - framed
                 if not watcher.deliver(chunk, taken[-1][0].rev):
+                    self.waited += 1
                     watcher.busy = True
                     watcher._wake()
         cost = time.thread_time() - began - framing
