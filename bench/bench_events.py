@@ -80,6 +80,8 @@ from .bench_http import check_pairs, pairs_script
 QUICK = bool(os.environ.get("BENCH_QUICK"))
 DURATION = 2.0 if QUICK else 6.0
 REPS = 1 if QUICK else 3
+#: pfns per wrk thread and run: 30 runs of a server fit the default layout's zone
+RUN_SPAN = 1 << 14
 #: rounds of the subscriber runs (each 0, 10, 100, 0 subscribers, and main's 0, 100, 0)
 ROUNDS = 1 if QUICK else 4
 CONNECTIONS = 16
@@ -154,7 +156,7 @@ class Pairs:
 
     def run(self, seconds: float, readers_pid: int | None = None) -> Run:
         """Pairs/s, the server's CPU seconds per pair, and the CPU split."""
-        script = pairs_script(self.runs)
+        script = pairs_script(self.runs, RUN_SPAN)
         self.runs += 1
         assert self.server.proc is not None
         pid = self.server.proc.pid

@@ -80,7 +80,7 @@ end
 )
 
 
-def pairs_script(run: int) -> str:
+def pairs_script(run: int, span: int = PAIR_SPAN) -> str:
     """PUT a fresh pfn; once its 201 is in, the thread's next request DELETEs that pfn.
 
     wrk gives a script no connection identity, so the pairing goes through the answers:
@@ -88,9 +88,10 @@ def pairs_script(run: int) -> str:
     a DELETE while the queue has one, else a PUT of the thread's next pfn. So a DELETE
     is sent only after its PUT was answered, no two PUTs share a pfn, and every PUT makes
     exactly one DELETE: the two alternate. Each run takes pfns no earlier run used: wrk
-    stopping with DELETEs still queued leaves those holds behind.
+    stopping with DELETEs still queued leaves those holds behind. ``span``: pfns per
+    thread and run (a thread cycles through them; each was released long before).
     """
-    base = PAIR_BASE + run * THREADS * PAIR_SPAN
+    base = PAIR_BASE + run * THREADS * span
     return (
         LUA_THREAD_IDS
         + f"""
@@ -109,7 +110,7 @@ request = function()
     deletes = deletes + 1
     return wrk.format("DELETE", "/v1/pages/" .. pfn .. "/hold", delete_headers)
   end
-  local pfn = {base} + id * {PAIR_SPAN} + k % {PAIR_SPAN}
+  local pfn = {base} + id * {span} + k % {span}
   k = k + 1
   puts = puts + 1
   return wrk.format("PUT", "/v1/pages/" .. pfn .. "/hold", put_headers, body)
