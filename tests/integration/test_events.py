@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 import httpx
 import pytest
@@ -16,13 +15,13 @@ from pageholder.service.core.events import MAX_EVENT_HOLDS
 
 from .watching import (
     DEADLINE_S,
-    HOST,
     NORMAL,
     TOKEN,
     Collector,
     Proxy,
     revs,
     serving,
+    stuck_subscriber,
     subscribed,
 )
 
@@ -172,13 +171,7 @@ async def test_a_reader_that_never_reads_overflows_and_costs_a_bounded_buffer(pl
             await admin.create_holder("balloon")
             log = served.registry.events
             # A subscriber that sends its request and then never reads a byte.
-            stuck = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            stuck.connect((HOST, served.port))
-            stuck.sendall(
-                b"GET /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                + f"Authorization: Bearer {TOKEN}\r\n\r\n".encode()
-            )
+            stuck = stuck_subscriber(served.port)
             # One beside it (holder events only, to keep the test cheap) must go on.
             healthy = Collector(served.client(), types=["holder"])
             await subscribed(served.registry, 2)

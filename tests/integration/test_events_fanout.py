@@ -6,7 +6,6 @@ subscriber that takes no bytes is dropped after the send timeout."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -19,12 +18,15 @@ from pageholder.service.api.chunkwrites import ChunkWriter
 from pageholder.service.api.routes import events as events_route
 from pageholder.service.core import events as events_core
 
-from .watching import DEADLINE_S, HOST, NORMAL, TOKEN, serving, subscribed
-
-REQUEST = (
-    "GET /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-    f"Authorization: Bearer {TOKEN}\r\n\r\n"
-).encode()
+from .watching import (
+    DEADLINE_S,
+    EVENTS_REQUEST,
+    HOST,
+    NORMAL,
+    serving,
+    stuck_subscriber,
+    subscribed,
+)
 
 
 class RawStream:
@@ -36,7 +38,7 @@ class RawStream:
 
     async def open(self, port: int) -> RawStream:
         reader, writer = await asyncio.open_connection(HOST, port)
-        writer.write(REQUEST)
+        writer.write(EVENTS_REQUEST)
 
         async def read() -> None:
             try:
@@ -150,10 +152,7 @@ async def test_a_subscriber_that_takes_no_bytes_is_dropped_after_the_send_timeou
         async with served.client() as admin:
             await admin.create_holder("balloon")
             log = served.registry.events
-            stuck = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            stuck.connect((HOST, served.port))
-            stuck.sendall(REQUEST)
+            stuck = stuck_subscriber(served.port)
             await subscribed(served.registry, 1)
             # ~1.8 MB of SSE a revision: more than the socket buffers hold
             for _ in range(4):

@@ -27,6 +27,21 @@ TOKEN = "watch-admin-token-0123456789abcdef"
 NORMAL = 1 << 20
 BLOCK_PAGES = 32768
 DEADLINE_S = 20.0
+#: ``GET /v1/events`` as a bare socket sends it (admin: every event)
+EVENTS_REQUEST = (
+    "GET /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    f"Authorization: Bearer {TOKEN}\r\n\r\n"
+).encode()
+
+
+def stuck_subscriber(port: int) -> socket.socket:
+    """A subscriber that sends its request and then never reads a byte (a 4 KiB
+    receive buffer: the server's sends block soon)."""
+    stuck = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect((HOST, port))
+    stuck.sendall(EVENTS_REQUEST)
+    return stuck
 
 
 async def releases_everything(
