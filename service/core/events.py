@@ -279,13 +279,12 @@ def _body_json(body: EventBody) -> str:
 class Revision:
     """One committed change: its number, when, and what it did."""
 
-    __slots__ = ("rev", "time", "bodies", "_parts", "_json")
+    __slots__ = ("rev", "time", "bodies", "_json")
 
     def __init__(self, rev: int, time: float, bodies: Sequence[EventBody]) -> None:
         self.rev = rev
         self.time = time
         self.bodies = bodies
-        self._parts: list[Event] | None = None
         self._json: str | None = None
 
     @property
@@ -294,22 +293,22 @@ class Revision:
         return sum(b.weight for b in self.bodies)
 
     def parts(self) -> list[Event]:
-        """Its events, bodies cut at ``MAX_EVENT_HOLDS`` holds; made once. Cost: O(holds)."""
-        if self._parts is None:
-            pieces: list[tuple[EventBody, HoldRefs]] = []
-            for body in self.bodies:
-                holds = body.holds
-                if len(holds) <= MAX_EVENT_HOLDS:
-                    pieces.append((body, holds))
-                    continue
-                for start in range(0, len(holds), MAX_EVENT_HOLDS):
-                    pieces.append((body, holds[start : start + MAX_EVENT_HOLDS]))
-            n = len(pieces)
-            self._parts = [
-                Event(self.rev, self.time, body, holds, i, n)
-                for i, (body, holds) in enumerate(pieces, 1)
-            ]
-        return self._parts
+        """Its events, bodies cut at ``MAX_EVENT_HOLDS`` holds: new ones at each call
+        (``EventLog.publish`` makes them once and shares them by every class; the
+        revision does not keep them). Cost: O(holds)."""
+        pieces: list[tuple[EventBody, HoldRefs]] = []
+        for body in self.bodies:
+            holds = body.holds
+            if len(holds) <= MAX_EVENT_HOLDS:
+                pieces.append((body, holds))
+                continue
+            for start in range(0, len(holds), MAX_EVENT_HOLDS):
+                pieces.append((body, holds[start : start + MAX_EVENT_HOLDS]))
+        n = len(pieces)
+        return [
+            Event(self.rev, self.time, body, holds, i, n)
+            for i, (body, holds) in enumerate(pieces, 1)
+        ]
 
     # -- what the store keeps ------------------------------------------------------------
 
